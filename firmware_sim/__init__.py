@@ -1,0 +1,1 @@
+"""The simulated OATH hardware token (pure device model, no I/O)."""

@@ -1,0 +1,52 @@
+"""The ``vtoken`` command group and its error handling.
+
+Library code raises :class:`~vtoken.errors.VTokenError`; this is the one place
+that turns it into a message on stderr and a non-zero exit code (2 for bad
+input, 1 otherwise), never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+from vtoken import __version__
+from vtoken.errors import InvalidInputError, VTokenError
+
+EXIT_REFUSED = 1
+EXIT_BAD_INPUT = 2
+
+
+class VTokenGroup(click.Group):
+    """A click group that reports vtoken errors cleanly."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except InvalidInputError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(EXIT_BAD_INPUT)
+        except VTokenError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(EXIT_REFUSED)
+
+
+@click.group(cls=VTokenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="vtoken")
+def main() -> None:
+    """vtoken: a virtual OATH hardware token, its serial port, and its validator."""
+
+
+def _register() -> None:
+    from host.cli import backend_cmd, codes_cmd
+
+    main.add_command(codes_cmd.codes)
+    main.add_command(backend_cmd.backend)
+
+
+_register()
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
