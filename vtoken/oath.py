@@ -61,6 +61,13 @@ class Algorithm(str, enum.Enum):
         return {Algorithm.SHA1: 20, Algorithm.SHA256: 32, Algorithm.SHA512: 64}[self]
 
 
+class TokenKind(str, enum.Enum):
+    """What a token computes: time-based (TOTP) or event-based (HOTP) codes."""
+
+    TOTP = "totp"
+    HOTP = "hotp"
+
+
 def parse_algorithm(value: str | Algorithm) -> Algorithm:
     """Return the :class:`Algorithm` named by ``value`` (case-insensitive, ``sha-1`` allowed)."""
     if isinstance(value, Algorithm):

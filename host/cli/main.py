@@ -40,10 +40,12 @@ def main() -> None:
 
 
 def _register() -> None:
-    from host.cli import backend_cmd, codes_cmd
+    from host.cli import backend_cmd, codes_cmd, fleet_cmd, token_cmd
 
     main.add_command(codes_cmd.codes)
     main.add_command(backend_cmd.backend)
+    main.add_command(token_cmd.token)
+    main.add_command(fleet_cmd.fleet)
 
 
 _register()
