@@ -142,3 +142,28 @@ class MasterKeyError(ValidatorError):
 
 class PortalError(VTokenError):
     """A credential-lifecycle step was refused."""
+
+
+# --- validator store and import (issue 5) ----------------------------------------------
+
+
+class DuplicateTokenError(ImportFailedError):
+    """Tokens being added are already in the store, or appear twice in one batch; nothing was written.
+
+    ``serials`` lists every duplicated serial number (sorted).
+    """
+
+    def __init__(self, serials: list[str] | tuple[str, ...] | set[str] | frozenset[str], message: str | None = None) -> None:
+        self.serials: tuple[str, ...] = tuple(sorted(set(serials)))
+        super().__init__(message or f"duplicate token serial(s): {', '.join(self.serials)}")
+
+    def __reduce__(self) -> tuple[type[DuplicateTokenError], tuple[tuple[str, ...], str]]:
+        return (type(self), (self.serials, str(self)))
+
+
+class ConcurrentUpdateError(ValidatorError):
+    """A compare-and-set update lost: the token's row changed since it was read."""
+
+
+class SealedSeedError(MasterKeyError):
+    """A sealed seed failed authentication: altered, moved to another serial, or sealed under another key."""

@@ -12,11 +12,9 @@ from typing import Any
 
 import click
 
+from host.cli.exits import EXIT_BAD_INPUT, EXIT_REFUSED
 from vtoken import __version__
 from vtoken.errors import InvalidInputError, VTokenError
-
-EXIT_REFUSED = 1
-EXIT_BAD_INPUT = 2
 
 
 class VTokenGroup(click.Group):
@@ -40,12 +38,19 @@ def main() -> None:
 
 
 def _register() -> None:
-    from host.cli import backend_cmd, codes_cmd, fleet_cmd, token_cmd
+    from host.cli import backend_cmd, codes_cmd, device_cmd, fleet_cmd, serve_cmd, token_cmd
 
     main.add_command(codes_cmd.codes)
     main.add_command(backend_cmd.backend)
     main.add_command(token_cmd.token)
     main.add_command(fleet_cmd.fleet)
+    main.add_command(serve_cmd.serve)
+    main.add_command(device_cmd.info)
+    main.add_command(device_cmd.press)
+    main.add_command(device_cmd.long_press)
+    main.add_command(device_cmd.display)
+    main.add_command(device_cmd.time_cmd)
+    main.add_command(device_cmd.provision)
 
 
 _register()
