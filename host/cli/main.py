@@ -38,12 +38,13 @@ def main() -> None:
 
 
 def _register() -> None:
-    from host.cli import backend_cmd, codes_cmd, device_cmd, fleet_cmd, serve_cmd, token_cmd
+    from host.cli import backend_cmd, codes_cmd, device_cmd, fleet_cmd, serve_cmd, token_cmd, validator_cmd
 
     main.add_command(codes_cmd.codes)
     main.add_command(backend_cmd.backend)
     main.add_command(token_cmd.token)
     main.add_command(fleet_cmd.fleet)
+    main.add_command(validator_cmd.validator)
     main.add_command(serve_cmd.serve)
     main.add_command(device_cmd.info)
     main.add_command(device_cmd.press)

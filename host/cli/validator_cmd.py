@@ -1,0 +1,242 @@
+"""``vtoken validator ...``: the server side from the command line.
+
+The store is a SQLite file (``--db``, default ``$VTOKEN_DB`` or ``vtoken.db``);
+the master key that encrypts seeds at rest comes from ``$VTOKEN_MASTER_KEY``
+or from a key file (``--key-file``, default ``<db>.key``) made by ``init``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import click
+
+from host.cli.exits import EXIT_REFUSED
+from host.cli.options import at_option, hex_bytes, time_or_now
+from host.timearg import format_time_ns
+from validator.importer import import_file
+from validator.sealing import (
+    ENV_VAR,
+    Keyring,
+    generate_master_key,
+    load_key_file,
+    master_key_from_env,
+    write_key_file,
+)
+from validator.service import Result, Validator
+from validator.store import SQLiteStore
+from vtoken.clock import NS_PER_SECOND, SimulatedClock
+from vtoken.errors import MasterKeyError, StorageError, UnknownTokenError
+
+DB_ENV = "VTOKEN_DB"
+DEFAULT_DB = "vtoken.db"
+KEY_SUFFIX = ".key"
+NEW_KEY_SUFFIX = ".key.new"
+
+
+class ValidatorContext:
+    """Where the store and its master key live, resolved from the options."""
+
+    def __init__(self, db: str, key_file: str | None) -> None:
+        self.db = Path(db)
+        self.key_file = Path(key_file) if key_file else Path(f"{db}{KEY_SUFFIX}")
+
+    @property
+    def pending_key_file(self) -> Path:
+        """A rotated key not yet moved into place (a rotation interrupted after its commit)."""
+        return self.key_file.with_name(self.key_file.name + ".new")
+
+    def keyring(self) -> Keyring:
+        """The master key (from the environment, else the key file), plus a pending rotated key."""
+        env = master_key_from_env()
+        if env is not None:
+            return Keyring(env)
+        if not self.key_file.exists():
+            raise MasterKeyError(
+                f"no master key: set {ENV_VAR} or run 'vtoken validator --db {self.db} init' "
+                f"(expected key file {self.key_file})"
+            )
+        current = load_key_file(self.key_file)
+        older = [load_key_file(self.pending_key_file)] if self.pending_key_file.exists() else []
+        return Keyring(current, older)
+
+    @contextlib.contextmanager
+    def store(self) -> Iterator[SQLiteStore]:
+        """The opened store; refuses a database that was never initialised."""
+        if not self.db.exists():
+            raise StorageError(f"no validator database at {self.db}: run 'vtoken validator --db {self.db} init'")
+        with SQLiteStore(self.db) as store:
+            yield store
+
+    @contextlib.contextmanager
+    def validator(self, at_ns: int) -> Iterator[Validator]:
+        """A validator acting at true time ``at_ns``."""
+        keyring = self.keyring()
+        with self.store() as store:
+            yield Validator(store, keyring, SimulatedClock(at_ns))
+
+
+@click.group()
+@click.option("--db", default=lambda: os.environ.get(DB_ENV, DEFAULT_DB), show_default=f"${DB_ENV} or {DEFAULT_DB}",
+              help="The validator's SQLite database.")
+@click.option("--key-file", default=None, help="Master key file (default: <db>.key); $VTOKEN_MASTER_KEY wins.")
+@click.pass_context
+def validator(ctx: click.Context, db: str, key_file: str | None) -> None:
+    """The validator: token store, PSKC import, registration, verification.
+
+    \b
+    Example:
+      vtoken validator --db v.db init
+      vtoken validator --db v.db import fleet/tokens.pskc --password hunter2
+      vtoken validator --db v.db register 1000000005 123456 654321
+      vtoken validator --db v.db check 1000000005 246810
+    """
+    ctx.obj = ValidatorContext(db, key_file)
+
+
+@validator.command()
+@click.pass_obj
+def init(vc: ValidatorContext) -> None:
+    """Create the database and (unless $VTOKEN_MASTER_KEY is set) a master key file, mode 0600."""
+    if vc.db.exists():
+        raise StorageError(f"{vc.db} already exists")
+    if master_key_from_env() is None:
+        write_key_file(vc.key_file, generate_master_key())
+        where = f"master key in {vc.key_file} (mode 0600): back it up; without it the seeds are lost"
+    else:
+        where = f"master key from ${ENV_VAR}"
+    SQLiteStore(vc.db).close()
+    click.echo(f"validator database {vc.db} created; {where}")
+
+
+@validator.command("import")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--psk", metavar="HEX", help="Pre-shared AES key of an encrypted PSKC file.")
+@click.option("--password", metavar="P", help="Password of a PBKDF2-protected PSKC file.")
+@click.option("--format", "fmt", type=click.Choice(["auto", "pskc", "csv"]), default="auto", show_default=True)
+@at_option
+@click.pass_obj
+def import_cmd(vc: ValidatorContext, file: str, psk: str | None, password: str | None, fmt: str, at: str | None) -> None:
+    """Import every token of a PSKC or CSV file, all or nothing."""
+    keyring = vc.keyring()
+    with vc.store() as store:
+        report = import_file(
+            store, keyring, file, psk=hex_bytes(psk, "--psk") if psk else None, password=password, format=fmt,
+            now_ns=time_or_now(at),
+        )
+    kinds = ", ".join(f"{n} {kind.value}" for kind, n in report.kinds.items())
+    click.echo(f"imported {report.count} tokens from {file} ({kinds})")
+
+
+def _report(result: Result) -> None:
+    if result.accepted:
+        extra = ""
+        if result.offset_ns is not None:
+            extra = f" (step {result.step}, token offset {result.offset_ns / NS_PER_SECOND:+.1f} s)"
+        elif result.step is not None:
+            extra = f" (counter {result.step})"
+        click.echo(f"{result.message}{extra}")
+        return
+    click.echo(f"refused ({result.reason.value}): {result.message}")
+    raise SystemExit(EXIT_REFUSED)
+
+
+@validator.command()
+@click.argument("serial")
+@click.argument("code1")
+@click.argument("code2")
+@at_option
+@click.pass_obj
+def register(vc: ValidatorContext, serial: str, code1: str, code2: str, at: str | None) -> None:
+    """Register (or resync) SERIAL with two consecutive codes. Exit 0 on success, 1 on refusal."""
+    with vc.validator(time_or_now(at)) as v:
+        _report(v.register(serial, code1, code2))
+
+
+@validator.command()
+@click.argument("serial")
+@click.argument("code")
+@at_option
+@click.pass_obj
+def check(vc: ValidatorContext, serial: str, code: str, at: str | None) -> None:
+    """Verify one code. Exit 0 when accepted, 1 when refused (the reason is printed)."""
+    with vc.validator(time_or_now(at)) as v:
+        _report(v.check(serial, code))
+
+
+@validator.command()
+@click.argument("serial")
+@at_option
+@click.pass_obj
+def show(vc: ValidatorContext, serial: str, at: str | None) -> None:
+    """Offset, drift rate, last step, failures, lock state and drift history of SERIAL."""
+    now = time_or_now(at)
+    with vc.validator(now) as v:
+        status = v.status(serial)
+    rec = status.record
+    p = rec.params
+    click.echo(f"serial:       {rec.serial}")
+    click.echo(f"type:         {p.kind.value}, {p.algorithm.value}, {p.digits} digits"
+               + (f", {p.period} s, T0 {p.t0}" if p.kind.value == "totp" else f", imported counter {p.counter}"))
+    click.echo(f"registered:   {'yes' if rec.registered else 'no'}")
+    if status.offset_ns is not None:
+        click.echo(f"offset:       {status.offset_steps:+d} steps ({status.offset_ns / NS_PER_SECOND:+.1f} s) "
+                   f"at {format_time_ns(now)}")
+        click.echo(f"rate:         {status.rate_ppm:+.2f} ppm (long-term), {status.recent_rate_ppm:+.2f} ppm (recent)")
+    click.echo(f"last step:    {rec.last_step if rec.last_step is not None else '-'}")
+    click.echo(f"failures:     {rec.failures} (resync {rec.resync_failures})")
+    click.echo(f"locked:       {'yes (' + rec.lock_reason + ')' if rec.locked else 'no'}")
+    click.echo(f"history:      {len(status.history)} matched codes")
+    for entry in status.history[-10:]:
+        click.echo(f"  {format_time_ns(entry.at_ns)}  step {entry.step}  {entry.event}")
+
+
+@validator.command("list")
+@click.pass_obj
+def list_cmd(vc: ValidatorContext) -> None:
+    """Every token in the store, one per line."""
+    with vc.store() as store:
+        records = store.list_tokens()
+    for rec in records:
+        state = "locked" if rec.locked else "registered" if rec.registered else "new"
+        click.echo(f"{rec.serial}  {rec.params.kind.value}  {rec.params.digits} digits  {state}")
+    click.echo(f"{len(records)} tokens")
+
+
+@validator.command()
+@click.argument("serial")
+@at_option
+@click.pass_obj
+def unlock(vc: ValidatorContext, serial: str, at: str | None) -> None:
+    """Administrator unlock of SERIAL: clears failures and any lock."""
+    with vc.validator(time_or_now(at)) as v:
+        if v.store.get(serial.replace("-", "").replace(" ", "")) is None:
+            raise UnknownTokenError(f"unknown serial number {serial}")
+        _report(v.unlock(serial))
+
+
+@validator.command("rotate-key")
+@click.pass_obj
+def rotate_key(vc: ValidatorContext) -> None:
+    """Re-encrypt every seed under a new master key, then replace the key file."""
+    if master_key_from_env() is not None:
+        raise MasterKeyError(
+            f"the master key comes from ${ENV_VAR}; rotate it by moving to a key file "
+            "(unset the variable and use --key-file) or re-import"
+        )
+    pending = vc.pending_key_file
+    with vc.store() as store:
+        if pending.exists():
+            if load_key_file(pending).key_id in store.sealed_key_ids():
+                os.replace(pending, vc.key_file)  # an earlier rotation committed but stopped before this step
+            else:
+                pending.unlink()  # an earlier rotation failed before its commit; the store never used it
+        keyring = vc.keyring()
+        new_key = generate_master_key()
+        write_key_file(pending, new_key)
+        count = store.rekey(keyring, new_key)
+    os.replace(pending, vc.key_file)
+    click.echo(f"{count} seeds re-encrypted under key {new_key.key_id}; {vc.key_file} replaced")

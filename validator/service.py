@@ -1,0 +1,487 @@
+"""The validator: registration by two consecutive codes, and drift-tracking verification.
+
+Every decision is made inside one store transaction that takes the write lock
+first, reads the token, searches its windows, and writes the outcome
+(compare-and-set on the row version) before the result is returned. So a step
+is durable before it is reported accepted, and two processes submitting one
+code at the same moment serialise: exactly one of them is accepted, the other
+sees a replay.
+
+Window searches go through the check kernel (C, or its Python twin), which
+scans every window in full: there is no timing signal of where a code matched.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import enum
+from collections.abc import Callable
+
+from validator.drift import DriftModel, fit, observed_offset_ns, predicted_step
+from validator.kernel import Backend, PreparedKey, get_backend
+from validator.policy import NS_PER_SECOND, Policy
+from validator.records import HistoryEntry, TokenRecord
+from validator.sealing import Keyring, unseal
+from validator.store import TokenStore
+from vtoken.clock import Clock
+from vtoken.errors import InvalidCodeError, InvalidSerialError
+from vtoken.oath import TokenKind, parse_code, time_step
+from vtoken.serialno import has_valid_check_digit, normalize
+
+#: Prepared keys (HMAC midstates) kept in memory, most recently used first.
+PREPARED_KEY_CACHE_SIZE = 4096
+#: A serial this long was printed by vtoken with a check digit.
+CHECKED_SERIAL_LENGTH = 10
+
+
+class Reason(str, enum.Enum):
+    """Why a check or registration ended as it did."""
+
+    ACCEPTED = "accepted"
+    REGISTERED = "registered"
+    NEXT_CODE_REQUIRED = "next-code-required"
+    WRONG_CODE = "wrong-code"
+    REPLAY = "replay"
+    LOCKED = "locked"
+    THROTTLED = "throttled"
+    UNKNOWN_SERIAL = "unknown-serial"
+    MISTYPED_SERIAL = "mistyped-serial"
+    BAD_FORMAT = "bad-format"
+    NOT_REGISTERED = "not-registered"
+    SAME_CODE = "same-code"
+    NO_PAIR = "no-pair"
+    AMBIGUOUS = "ambiguous"
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """The outcome of a check or a registration."""
+
+    accepted: bool
+    reason: Reason
+    message: str
+    serial: str
+    #: The matched TOTP step or HOTP counter (for a registration: code 2's).
+    step: int | None = None
+    #: The token's offset after this result, in steps and in ns (TOTP).
+    offset_steps: int | None = None
+    offset_ns: int | None = None
+    failures: int = 0
+    attempts_left: int | None = None
+    #: When refused for throttling: no attempt before this true time.
+    retry_at_ns: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenStatus:
+    """What ``vtoken validator show`` prints."""
+
+    record: TokenRecord
+    offset_ns: int | None
+    offset_steps: int | None
+    #: The long-term drift rate (months), in ppm.
+    rate_ppm: float | None
+    history: list[HistoryEntry]
+    #: The recent drift rate (weeks), in ppm.
+    recent_rate_ppm: float | None = None
+
+
+class Validator:
+    """Registers and verifies tokens held in a :class:`~validator.store.TokenStore`."""
+
+    def __init__(
+        self,
+        store: TokenStore,
+        keyring: Keyring,
+        clock: Clock,
+        *,
+        policy: Policy | None = None,
+        backend: Backend | None = None,
+    ) -> None:
+        self.store = store
+        self.keyring = keyring
+        self.clock = clock
+        self.policy = policy or Policy()
+        self.backend = backend or get_backend()
+        self._keys: collections.OrderedDict[tuple[str, str, bytes], PreparedKey] = collections.OrderedDict()
+
+    # --- public operations ----------------------------------------------------------------
+
+    def check(self, serial: str, code: str, at_ns: int | None = None) -> Result:
+        """Verify one code typed by the user at true time ``at_ns`` (default: the clock's now)."""
+        at = self.clock.now_ns() if at_ns is None else at_ns
+        return self._with_token(serial, at, lambda tx, rec: self._check(tx, rec, code, at))
+
+    def register(self, serial: str, code1: str, code2: str, at_ns: int | None = None) -> Result:
+        """Register (or resync) a token from two consecutive codes, code 2 typed at ``at_ns``."""
+        at = self.clock.now_ns() if at_ns is None else at_ns
+        return self._with_token(serial, at, lambda tx, rec: self._register(tx, rec, code1, code2, at))
+
+    def unlock(self, serial: str, at_ns: int | None = None) -> Result:
+        """Administrator unlock: clear failures, throttling and any lock."""
+        at = self.clock.now_ns() if at_ns is None else at_ns
+
+        def run(tx, rec: TokenRecord) -> Result:
+            new = dataclasses.replace(
+                rec, locked=False, lock_reason="", failures=0, resync_failures=0, not_before_ns=0, pending_step=None
+            )
+            tx.update(new, expected_version=rec.version)
+            tx.log_event(rec.serial, at, "unlock", "administrator unlock")
+            return Result(True, Reason.ACCEPTED, "unlocked", rec.serial)
+
+        return self._with_token(serial, at, run)
+
+    def lock(self, serial: str, reason: str, at_ns: int | None = None) -> Result:
+        """Administrator lock (for example a lost token): refused until an unlock."""
+        at = self.clock.now_ns() if at_ns is None else at_ns
+
+        def run(tx, rec: TokenRecord) -> Result:
+            new = dataclasses.replace(rec, locked=True, lock_reason=reason, pending_step=None)
+            tx.update(new, expected_version=rec.version)
+            tx.log_event(rec.serial, at, "lock", reason)
+            return Result(True, Reason.LOCKED, f"locked: {reason}", rec.serial)
+
+        return self._with_token(serial, at, run)
+
+    def status(self, serial: str, at_ns: int | None = None) -> TokenStatus:
+        """The token's record, predicted offset, drift rate and history."""
+        at = self.clock.now_ns() if at_ns is None else at_ns
+        rec = self.store.get(self._normalize(serial))
+        if rec is None:
+            raise self._unknown_error(serial)
+        history = self.store.history(rec.serial)
+        model = self._model(rec)
+        if rec.params.kind is TokenKind.TOTP and rec.registered:
+            offset = model.offset_at(at)
+            steps = _round_div(offset, rec.params.period * NS_PER_SECOND)
+            return TokenStatus(rec, offset, steps, float(model.long_rate_ppm), history, float(model.rate_ppm))
+        return TokenStatus(rec, None, None, None, history)
+
+    # --- transaction plumbing -----------------------------------------------------------------
+
+    def _with_token(self, serial: str, at: int, action: Callable[..., Result]) -> Result:
+        try:
+            normal = self._normalize(serial)
+        except InvalidSerialError as exc:
+            return Result(False, Reason.BAD_FORMAT, str(exc), serial)
+        with self.store.transaction() as tx:
+            rec = tx.get(normal)
+            if rec is None:
+                return self._unknown(normal)
+            return action(tx, rec)
+
+    @staticmethod
+    def _normalize(serial: str) -> str:
+        return normalize(serial)
+
+    def _unknown(self, serial: str) -> Result:
+        if len(serial) == CHECKED_SERIAL_LENGTH and not has_valid_check_digit(serial):
+            return Result(
+                False,
+                Reason.MISTYPED_SERIAL,
+                f"serial number {serial} fails its check digit: probably mistyped; check the back of the token",
+                serial,
+            )
+        return Result(False, Reason.UNKNOWN_SERIAL, f"unknown serial number {serial}", serial)
+
+    def _unknown_error(self, serial: str) -> Exception:
+        from vtoken.errors import UnknownTokenError
+
+        return UnknownTokenError(self._unknown(self._normalize(serial)).message)
+
+    def _prepared(self, rec: TokenRecord) -> PreparedKey:
+        ident = (rec.serial, rec.sealed.key_id, rec.sealed.nonce)
+        key = self._keys.get(ident)
+        if key is None:
+            seed = unseal(self.keyring, rec.serial, rec.sealed)
+            key = self.backend.prepare(seed, algorithm=rec.params.algorithm, digits=rec.params.digits)
+            del seed
+            self._keys[ident] = key
+            if len(self._keys) > PREPARED_KEY_CACHE_SIZE:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(ident)
+        return key
+
+    def _model(self, rec: TokenRecord) -> DriftModel:
+        if rec.drift_anchor_ns is None:
+            offset = rec.params.drift_steps * rec.params.period * NS_PER_SECOND
+            return DriftModel(anchor_ns=0, offset_ns=offset)
+        return DriftModel(
+            rec.drift_anchor_ns,
+            rec.drift_offset_ns,
+            rec.drift_rate_ppb,
+            rec.drift_long_rate_ppb,
+            self.policy.drift_half_life_ns,
+        )
+
+    def _offset_fields(self, rec: TokenRecord, model: DriftModel, at: int) -> dict[str, int | None]:
+        if rec.params.kind is not TokenKind.TOTP:
+            return {"offset_steps": None, "offset_ns": None}
+        offset = model.offset_at(at)
+        return {"offset_ns": offset, "offset_steps": _round_div(offset, rec.params.period * NS_PER_SECOND)}
+
+    # --- verification ----------------------------------------------------------------------
+
+    def _check(self, tx, rec: TokenRecord, code: str, at: int) -> Result:
+        params = rec.params
+        try:
+            value = parse_code(code, params.digits)
+        except InvalidCodeError as exc:
+            return Result(False, Reason.BAD_FORMAT, str(exc), rec.serial, failures=rec.failures)
+        if rec.locked:
+            return self._locked_result(rec)
+        if not rec.registered:
+            return Result(
+                False, Reason.NOT_REGISTERED, "token is not registered: register it with two consecutive codes",
+                rec.serial,
+            )
+        if at < rec.not_before_ns:
+            return Result(
+                False,
+                Reason.THROTTLED,
+                f"too many failed attempts: wait {_ceil_seconds(rec.not_before_ns - at)} s before the next try",
+                rec.serial,
+                failures=rec.failures,
+                attempts_left=self.policy.max_failures - rec.failures,
+                retry_at_ns=rec.not_before_ns,
+            )
+        key = self._prepared(rec)
+        floor = self._floor(rec)
+        if rec.pending_step is not None and at <= rec.pending_until_ns:
+            lo = max(floor, rec.pending_step + 1)
+            matches = _scan(key, lo, rec.pending_step + 1, value)
+            if matches:
+                return self._accept(tx, rec, matches[0], at, "accept-next-code")
+            return self._fail(tx, rec, at, Reason.WRONG_CODE, "the next code does not follow the previous one")
+        if params.kind is TokenKind.HOTP:
+            return self._check_hotp(tx, rec, key, value, floor, at)
+        return self._check_totp(tx, rec, key, value, floor, at)
+
+    def _check_totp(self, tx, rec: TokenRecord, key: PreparedKey, value: int, floor: int, at: int) -> Result:
+        params, policy = rec.params, self.policy
+        model = self._model(rec)
+        centre = predicted_step(model, at, params.period, params.t0)
+        narrow = _scan(key, max(floor, centre - policy.verify_window), centre + policy.verify_window, value)
+        if len(narrow) == 1:
+            return self._accept(tx, rec, narrow[0], at, "accept")
+        idle = at - rec.last_used_ns if rec.last_used_ns is not None else 0
+        wide_steps = policy.next_code_steps(params.period, max(0, idle))
+        if narrow:
+            candidates = narrow
+        else:
+            candidates = _scan(key, max(floor, centre - wide_steps), centre + wide_steps, value)
+        if candidates:
+            pending = min(candidates, key=lambda s: (abs(s - centre), s))
+            new = dataclasses.replace(
+                rec, pending_step=pending, pending_until_ns=at + policy.next_code_timeout_ns
+            )
+            tx.update(new, expected_version=rec.version)
+            tx.log_event(rec.serial, at, "next-code", f"match {pending - centre:+d} steps from prediction")
+            return Result(
+                False,
+                Reason.NEXT_CODE_REQUIRED,
+                "the code is valid but the token's clock is further off than expected: "
+                "wait for the code to change and enter the next code",
+                rec.serial,
+                failures=rec.failures,
+            )
+        replay_lo = max(0, centre - wide_steps)
+        if floor > replay_lo and _scan(key, replay_lo, floor - 1, value):
+            return self._fail(tx, rec, at, Reason.REPLAY, "this code was already used")
+        return self._fail(tx, rec, at, Reason.WRONG_CODE, "wrong code")
+
+    def _check_hotp(self, tx, rec: TokenRecord, key: PreparedKey, value: int, floor: int, at: int) -> Result:
+        lookahead = self.policy.hotp_lookahead
+        matches = _scan(key, floor, floor + lookahead - 1, value)
+        if matches:
+            return self._accept(tx, rec, matches[0], at, "accept")
+        replay_lo = max(0, floor - lookahead)
+        if floor > replay_lo and _scan(key, replay_lo, floor - 1, value):
+            return self._fail(tx, rec, at, Reason.REPLAY, "this code was already used")
+        return self._fail(tx, rec, at, Reason.WRONG_CODE, "wrong code")
+
+    def _floor(self, rec: TokenRecord) -> int:
+        if rec.last_step is not None:
+            return rec.last_step + 1
+        return rec.params.counter if rec.params.kind is TokenKind.HOTP else 0
+
+    def _accept(self, tx, rec: TokenRecord, step: int, at: int, event: str) -> Result:
+        entry = HistoryEntry(at_ns=at, step=step, event=event)
+        model_fields = self._refit(tx, rec, entry)
+        new = dataclasses.replace(
+            rec,
+            last_step=step,
+            last_used_ns=at,
+            failures=0,
+            not_before_ns=0,
+            pending_step=None,
+            pending_until_ns=0,
+            **model_fields,
+        )
+        tx.update(new, expected_version=rec.version)
+        tx.add_history(rec.serial, entry)
+        tx.log_event(rec.serial, at, event, f"step {step}")
+        model = self._model(new)
+        return Result(True, Reason.ACCEPTED, "accepted", rec.serial, step=step, **self._offset_fields(new, model, at))
+
+    def _refit(self, tx, rec: TokenRecord, entry: HistoryEntry, *, reset: bool = False) -> dict[str, int | None]:
+        if rec.params.kind is not TokenKind.TOTP:
+            return {}
+        history = [] if reset else list(tx.history(rec.serial))
+        history.append(entry)
+        # A resync may follow a clock set by hand: fit only from the latest register/resync on
+        # (the rate learnt before carries over as the prior), else the fit drops it as an outlier.
+        starts = [i for i, h in enumerate(history) if h.event in ("register", "resync")]
+        history = history[starts[-1]:] if starts else history
+        model = fit(
+            history,
+            rec.params.period,
+            rec.params.t0,
+            half_life_ns=self.policy.drift_half_life_ns,
+            long_half_life_ns=self.policy.drift_long_half_life_ns,
+            prior_rate_ppb=0 if reset else rec.drift_long_rate_ppb,
+        )
+        assert model is not None  # history is not empty
+        return {
+            "drift_anchor_ns": model.anchor_ns,
+            "drift_offset_ns": model.offset_ns,
+            "drift_rate_ppb": model.rate_ppb,
+            "drift_long_rate_ppb": model.long_rate_ppb,
+        }
+
+    def _fail(self, tx, rec: TokenRecord, at: int, reason: Reason, message: str) -> Result:
+        failures = rec.failures + 1
+        policy = self.policy
+        locked = failures >= policy.max_failures
+        new = dataclasses.replace(
+            rec,
+            failures=failures,
+            not_before_ns=at + failures * policy.failure_delay_ns,
+            locked=locked or rec.locked,
+            lock_reason="failures" if locked else rec.lock_reason,
+            pending_step=None,
+            pending_until_ns=0,
+        )
+        tx.update(new, expected_version=rec.version)
+        tx.log_event(rec.serial, at, reason.value, f"failure {failures} of {policy.max_failures}")
+        if locked:
+            message += f"; the token is now locked after {failures} failed attempts: resync with two codes"
+        return Result(
+            False, reason, message, rec.serial, failures=failures, attempts_left=max(0, policy.max_failures - failures)
+        )
+
+    def _locked_result(self, rec: TokenRecord) -> Result:
+        if rec.lock_reason == "failures":
+            how = "resync with two consecutive codes or ask an administrator to unlock it"
+        elif rec.lock_reason == "resync-failures":
+            how = "ask an administrator to unlock it"
+        else:
+            how = f"({rec.lock_reason}); ask an administrator"
+        return Result(False, Reason.LOCKED, f"token is locked: {how}", rec.serial, failures=rec.failures, attempts_left=0)
+
+    # --- registration ------------------------------------------------------------------------
+
+    def _register(self, tx, rec: TokenRecord, code1: str, code2: str, at: int) -> Result:
+        params, policy = rec.params, self.policy
+        try:
+            value1 = parse_code(code1, params.digits)
+            value2 = parse_code(code2, params.digits)
+        except InvalidCodeError as exc:
+            return Result(False, Reason.BAD_FORMAT, str(exc), rec.serial)
+        if value1 == value2:
+            return Result(
+                False,
+                Reason.SAME_CODE,
+                "Token Code 2 is the same as Token Code 1: wait until the code changes, then press again",
+                rec.serial,
+            )
+        if rec.locked and rec.lock_reason != "failures":
+            return self._locked_result(rec)
+        key = self._prepared(rec)
+        floor = self._floor(rec)
+        if params.kind is TokenKind.HOTP:
+            lo, count = floor, policy.hotp_sync_lookahead
+            where = f"the next {count} counters"
+        else:
+            if rec.registered:
+                centre = predicted_step(self._model(rec), at, params.period, params.t0)
+            else:
+                centre = time_step(at // NS_PER_SECOND, period=params.period, t0=params.t0) + params.drift_steps
+            span = policy.sync_window_steps(params.period)
+            lo = max(floor, centre - span - 1)
+            count = max(0, centre + span - lo)
+            where = f"±{span} steps of {params.period} s"
+        pairs = key.find_pair(lo, count, value1, value2) if count else ()
+        if not pairs:
+            return self._fail_resync(
+                tx, rec, at, Reason.NO_PAIR,
+                f"no consecutive pair of codes within {where}: check the serial number, "
+                "then press once for Token Code 1, wait for the code to change, and press again for Token Code 2",
+            )
+        if len(pairs) > 1:
+            return self._fail_resync(
+                tx, rec, at, Reason.AMBIGUOUS,
+                "more than one consecutive pair matches: wait for the next code and register with two new codes",
+            )
+        step = pairs[0] + 1
+        first = not rec.registered
+        entry = HistoryEntry(at_ns=at, step=step, event="register" if first else "resync")
+        model_fields = self._refit(tx, rec, entry, reset=first)
+        new = dataclasses.replace(
+            rec,
+            registered=True,
+            last_step=step,
+            last_used_ns=at,
+            failures=0,
+            resync_failures=0,
+            not_before_ns=0,
+            locked=False,
+            lock_reason="",
+            pending_step=None,
+            pending_until_ns=0,
+            **model_fields,
+        )
+        tx.update(new, expected_version=rec.version)
+        tx.add_history(rec.serial, entry)
+        tx.log_event(rec.serial, at, entry.event, f"pair at {step - 1},{step}")
+        fields = self._offset_fields(new, self._model(new), at)
+        message = "registered" if first else "resynchronised"
+        return Result(True, Reason.REGISTERED, message, rec.serial, step=step, **fields)
+
+    def _fail_resync(self, tx, rec: TokenRecord, at: int, reason: Reason, message: str) -> Result:
+        failures = rec.resync_failures + 1
+        locked = failures >= self.policy.max_resync_failures
+        new = dataclasses.replace(
+            rec,
+            resync_failures=failures,
+            locked=locked or rec.locked,
+            lock_reason="resync-failures" if locked else rec.lock_reason,
+        )
+        tx.update(new, expected_version=rec.version)
+        tx.log_event(rec.serial, at, f"register-{reason.value}", f"resync failure {failures}")
+        if locked:
+            message += "; the token is now locked: ask an administrator to unlock it"
+        return Result(
+            False, reason, message, rec.serial, failures=failures,
+            attempts_left=max(0, self.policy.max_resync_failures - failures),
+        )
+
+
+def _scan(key: PreparedKey, lo: int, hi: int, value: int) -> tuple[int, ...]:
+    """Every step in ``lo .. hi`` (inclusive) whose code is ``value``; whole range scanned."""
+    if hi < lo:
+        return ()
+    return key.find(lo, hi - lo + 1, value)
+
+
+def _round_div(a: int, b: int) -> int:
+    return (2 * a + b) // (2 * b)
+
+
+def _ceil_seconds(ns: int) -> int:
+    return -(-ns // NS_PER_SECOND)
+
+
+__all__ = ["Reason", "Result", "TokenStatus", "Validator", "observed_offset_ns"]

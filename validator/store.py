@@ -1,0 +1,791 @@
+"""The token store: a small storage interface and its SQLite implementation.
+
+:class:`TokenStore` is what the validator needs from a database: add tokens
+in one all-or-nothing batch, read them, and change them inside a
+:meth:`~TokenStore.transaction` that takes the write lock at once, with
+compare-and-set updates on a per-row ``version``. A backend for a shared SQL
+server (several validator nodes, one database) implements the same two
+abstract classes with the same semantics.
+
+:class:`SQLiteStore` keeps everything in one file in WAL mode with
+``synchronous=FULL``, so a committed transaction survives a crash, readers
+never block the writer, and two processes on one file serialise their writes
+(``BEGIN IMMEDIATE`` and a busy timeout). The schema is versioned: the
+ordered :data:`MIGRATIONS` are applied on open, each once, and recorded in
+``schema_migrations`` (and mirrored in ``PRAGMA user_version``).
+
+Seeds are stored only sealed (see :mod:`validator.sealing`): key id, nonce
+and ciphertext columns. Nothing here logs or formats a seed.
+"""
+
+from __future__ import annotations
+
+import abc
+import collections
+import contextlib
+import dataclasses
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from types import TracebackType
+
+from validator.records import HistoryEntry, SealedSeed, TokenParams, TokenRecord
+from validator.sealing import Keyring, MasterKey, seal, unseal
+from vtoken.errors import (
+    ConcurrentUpdateError,
+    DuplicateTokenError,
+    InvalidInputError,
+    StorageError,
+    UnknownTokenError,
+)
+from vtoken.oath import Algorithm, TokenKind
+
+__all__ = [
+    "BUSY_TIMEOUT_S",
+    "MIGRATIONS",
+    "AuditEvent",
+    "Migration",
+    "SQLiteStore",
+    "StoreTransaction",
+    "TokenStore",
+]
+
+#: How long a writer waits for another process's write lock before giving up.
+BUSY_TIMEOUT_S = 10.0
+#: The database file (and, through SQLite, its -wal and -shm files) is created with this mode.
+DB_FILE_MODE = 0o600
+#: SQLite integers are signed 64-bit.
+INT64_MIN = -(2**63)
+INT64_MAX = 2**63 - 1
+#: Serials per ``IN (...)`` query (well under SQLite's variable limit).
+_QUERY_CHUNK = 500
+#: Attempts to switch a fresh database to WAL while another process does the same.
+_WAL_ATTEMPTS = 50
+_WAL_RETRY_S = 0.05
+
+#: Event names the store writes itself.
+EVENT_ADDED = "added"
+EVENT_REKEY = "rekey"
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditEvent:
+    """One line of the audit log. ``serial`` is None for store-wide events (e.g. a key rotation)."""
+
+    serial: str | None
+    at_ns: int
+    event: str
+    detail: str = ""
+
+
+# --- the interface -------------------------------------------------------------------------
+
+
+class StoreTransaction(abc.ABC):
+    """Reads and writes inside one open write transaction (see :meth:`TokenStore.transaction`)."""
+
+    @abc.abstractmethod
+    def get(self, serial: str) -> TokenRecord | None:
+        """The token ``serial``, or None."""
+
+    @abc.abstractmethod
+    def update(self, record: TokenRecord, *, expected_version: int) -> TokenRecord:
+        """Replace the row of ``record.serial`` if its version is still ``expected_version``.
+
+        Returns the record as stored, with ``version = expected_version + 1``.
+        Raises :class:`ConcurrentUpdateError` if the row changed, and
+        :class:`UnknownTokenError` if there is no such token.
+        """
+
+    @abc.abstractmethod
+    def add_history(self, serial: str, entry: HistoryEntry) -> None:
+        """Append a matched step to the token's history."""
+
+    @abc.abstractmethod
+    def history(self, serial: str, limit: int | None = None) -> list[HistoryEntry]:
+        """The token's history in ascending time; with ``limit``, only the latest ``limit`` entries."""
+
+    @abc.abstractmethod
+    def log_event(self, serial: str | None, at_ns: int, event: str, detail: str = "") -> None:
+        """Append to the audit log (never pass secrets)."""
+
+
+class TokenStore(abc.ABC):
+    """Where the validator keeps its tokens, their history, and an audit log."""
+
+    @abc.abstractmethod
+    def add_tokens(
+        self,
+        items: Sequence[tuple[TokenParams, SealedSeed]],
+        *,
+        at_ns: int | None = None,
+        detail: str = "",
+    ) -> None:
+        """Add new tokens in one transaction, all or nothing, logging an ``added`` event for each.
+
+        Raises :class:`DuplicateTokenError` (listing the serials) if any serial
+        is already stored or appears twice in ``items``; nothing is written then.
+        """
+
+    @abc.abstractmethod
+    def get(self, serial: str) -> TokenRecord | None:
+        """The token ``serial``, or None."""
+
+    @abc.abstractmethod
+    def list_tokens(self) -> list[TokenRecord]:
+        """Every token, ordered by serial."""
+
+    @abc.abstractmethod
+    def history(self, serial: str, limit: int | None = None) -> list[HistoryEntry]:
+        """The token's history in ascending time; with ``limit``, only the latest ``limit`` entries."""
+
+    @abc.abstractmethod
+    def transaction(self) -> contextlib.AbstractContextManager[StoreTransaction]:
+        """A write transaction that holds the write lock from its start.
+
+        Commits (durably) when the block ends normally, rolls back if it
+        raises. Read-decide-write inside it is atomic across processes.
+        """
+
+    @abc.abstractmethod
+    def log_event(self, serial: str | None, at_ns: int, event: str, detail: str = "") -> None:
+        """Append to the audit log in its own transaction (never pass secrets)."""
+
+    @abc.abstractmethod
+    def events(self, serial: str | None = None, limit: int | None = None) -> list[AuditEvent]:
+        """Audit events in the order written: of token ``serial``, or all of them if None."""
+
+    @abc.abstractmethod
+    def sealed_key_ids(self) -> dict[str, int]:
+        """How many stored seeds are sealed under each master key id."""
+
+    @abc.abstractmethod
+    def rekey(self, keyring: Keyring, new_key: MasterKey, *, at_ns: int | None = None) -> int:
+        """Re-seal every seed under ``new_key`` in one transaction; return how many were re-sealed.
+
+        Each row is opened with the key its ``key_id`` names (from ``keyring``);
+        if any row cannot be opened nothing changes. Every re-sealed row's
+        ``version`` increases.
+        """
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection. The store cannot be used afterwards."""
+
+    def __enter__(self) -> TokenStore:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+# --- schema and migrations ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Migration:
+    """One schema step: SQL statements, then an optional Python step, run in the migrating transaction."""
+
+    version: int
+    description: str
+    statements: tuple[str, ...] = ()
+    apply: Callable[[sqlite3.Connection], None] | None = None
+
+
+_MIGRATION_1 = Migration(
+    1,
+    "tokens, history and audit events",
+    (
+        """
+        CREATE TABLE tokens (
+            serial           TEXT    NOT NULL PRIMARY KEY,
+            kind             TEXT    NOT NULL CHECK (kind IN ('totp', 'hotp')),
+            algorithm        TEXT    NOT NULL CHECK (algorithm IN ('sha1', 'sha256', 'sha512')),
+            digits           INTEGER NOT NULL CHECK (digits BETWEEN 6 AND 10),
+            period           INTEGER NOT NULL CHECK (period > 0),
+            t0               INTEGER NOT NULL CHECK (t0 >= 0),
+            counter          INTEGER NOT NULL CHECK (counter >= 0),
+            drift_steps      INTEGER NOT NULL,
+            has_check_digit  INTEGER NOT NULL CHECK (has_check_digit IN (0, 1)),
+            seed_key_id      TEXT    NOT NULL,
+            seed_nonce       BLOB    NOT NULL,
+            seed_ciphertext  BLOB    NOT NULL,
+            registered       INTEGER NOT NULL DEFAULT 0 CHECK (registered IN (0, 1)),
+            last_step        INTEGER,
+            drift_anchor_ns  INTEGER,
+            drift_offset_ns  INTEGER NOT NULL DEFAULT 0,
+            drift_rate_ppb   INTEGER NOT NULL DEFAULT 0,
+            last_used_ns     INTEGER,
+            failures         INTEGER NOT NULL DEFAULT 0,
+            resync_failures  INTEGER NOT NULL DEFAULT 0,
+            locked           INTEGER NOT NULL DEFAULT 0 CHECK (locked IN (0, 1)),
+            lock_reason      TEXT    NOT NULL DEFAULT '',
+            not_before_ns    INTEGER NOT NULL DEFAULT 0,
+            pending_step     INTEGER,
+            pending_until_ns INTEGER NOT NULL DEFAULT 0,
+            version          INTEGER NOT NULL DEFAULT 0
+        )
+        """,
+        """
+        CREATE TABLE history (
+            id     INTEGER PRIMARY KEY AUTOINCREMENT,
+            serial TEXT    NOT NULL REFERENCES tokens (serial) ON DELETE CASCADE,
+            at_ns  INTEGER NOT NULL,
+            step   INTEGER NOT NULL,
+            event  TEXT    NOT NULL
+        )
+        """,
+        "CREATE INDEX history_by_serial ON history (serial, at_ns, id)",
+        """
+        CREATE TABLE events (
+            id     INTEGER PRIMARY KEY AUTOINCREMENT,
+            serial TEXT,
+            at_ns  INTEGER NOT NULL,
+            event  TEXT    NOT NULL,
+            detail TEXT    NOT NULL DEFAULT ''
+        )
+        """,
+        "CREATE INDEX events_by_serial ON events (serial, id)",
+    ),
+)
+
+_MIGRATION_2 = Migration(
+    2,
+    "long-term drift rate",
+    ("ALTER TABLE tokens ADD COLUMN drift_long_rate_ppb INTEGER NOT NULL DEFAULT 0",),
+)
+
+#: Every schema step, in order. Add a schema change by appending ``Migration(n, ...)``; never edit a shipped one.
+MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2)
+
+_MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version     INTEGER PRIMARY KEY,
+    description TEXT    NOT NULL,
+    applied_ns  INTEGER NOT NULL
+)
+"""
+
+#: Token columns in the order :func:`_record_values` produces them (serial last, for UPDATE ... WHERE).
+_TOKEN_COLUMNS: tuple[str, ...] = (
+    "kind",
+    "algorithm",
+    "digits",
+    "period",
+    "t0",
+    "counter",
+    "drift_steps",
+    "has_check_digit",
+    "seed_key_id",
+    "seed_nonce",
+    "seed_ciphertext",
+    "registered",
+    "last_step",
+    "drift_anchor_ns",
+    "drift_offset_ns",
+    "drift_rate_ppb",
+    "drift_long_rate_ppb",
+    "last_used_ns",
+    "failures",
+    "resync_failures",
+    "locked",
+    "lock_reason",
+    "not_before_ns",
+    "pending_step",
+    "pending_until_ns",
+    "version",
+)
+_SELECT_TOKEN = f"SELECT serial, {', '.join(_TOKEN_COLUMNS)} FROM tokens"
+_INSERT_TOKEN = (
+    f"INSERT INTO tokens ({', '.join(_TOKEN_COLUMNS)}, serial) VALUES ({', '.join('?' * (len(_TOKEN_COLUMNS) + 1))})"
+)
+_UPDATE_TOKEN = (
+    "UPDATE tokens SET "
+    + ", ".join(f"{c} = ?" for c in _TOKEN_COLUMNS)
+    + " WHERE serial = ? AND version = ?"
+)
+
+
+# --- row mapping (shared by any SQL backend) ----------------------------------------------------
+
+
+def _check_int(name: str, value: object, serial: str, *, optional: bool = False) -> None:
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInputError(f"token {serial}: {name} must be an integer, not {type(value).__name__}")
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise InvalidInputError(f"token {serial}: {name} = {value} does not fit a signed 64-bit integer")
+
+
+def _record_values(record: TokenRecord) -> tuple[object, ...]:
+    """The column values of ``record`` in :data:`_TOKEN_COLUMNS` order, then the serial; validated."""
+    params, sealed = record.params, record.sealed
+    serial = params.serial
+    if not isinstance(serial, str) or not serial:
+        raise InvalidInputError("a token needs a non-empty serial string")
+    if not isinstance(sealed, SealedSeed):
+        raise InvalidInputError(f"token {serial}: sealed seed must be a SealedSeed, not {type(sealed).__name__}")
+    for name in ("digits", "period", "t0", "counter", "drift_steps"):
+        _check_int(name, getattr(params, name), serial)
+    for name in ("drift_offset_ns", "drift_rate_ppb", "drift_long_rate_ppb", "failures", "resync_failures", "not_before_ns",
+                 "pending_until_ns", "version"):
+        _check_int(name, getattr(record, name), serial)
+    for name in ("last_step", "drift_anchor_ns", "last_used_ns", "pending_step"):
+        _check_int(name, getattr(record, name), serial, optional=True)
+    try:
+        kind = TokenKind(params.kind).value
+        algorithm = Algorithm(params.algorithm).value
+    except ValueError as exc:
+        raise InvalidInputError(f"token {serial}: {exc}") from None
+    return (
+        kind,
+        algorithm,
+        params.digits,
+        params.period,
+        params.t0,
+        params.counter,
+        params.drift_steps,
+        int(bool(params.has_check_digit)),
+        str(sealed.key_id),
+        bytes(sealed.nonce),
+        bytes(sealed.ciphertext),
+        int(bool(record.registered)),
+        record.last_step,
+        record.drift_anchor_ns,
+        record.drift_offset_ns,
+        record.drift_rate_ppb,
+        record.drift_long_rate_ppb,
+        record.last_used_ns,
+        record.failures,
+        record.resync_failures,
+        int(bool(record.locked)),
+        str(record.lock_reason),
+        record.not_before_ns,
+        record.pending_step,
+        record.pending_until_ns,
+        record.version,
+        serial,
+    )
+
+
+def _row_to_record(row: Sequence[object]) -> TokenRecord:
+    (serial, kind, algorithm, digits, period, t0, counter, drift_steps, has_check_digit, key_id, nonce,
+     ciphertext, registered, last_step, drift_anchor_ns, drift_offset_ns, drift_rate_ppb, drift_long_rate_ppb,
+     last_used_ns,
+     failures, resync_failures, locked, lock_reason, not_before_ns, pending_step, pending_until_ns,
+     version) = row
+    params = TokenParams(
+        serial=str(serial),
+        kind=TokenKind(kind),
+        algorithm=Algorithm(algorithm),
+        digits=int(digits),  # type: ignore[call-overload]
+        period=int(period),  # type: ignore[call-overload]
+        t0=int(t0),  # type: ignore[call-overload]
+        counter=int(counter),  # type: ignore[call-overload]
+        drift_steps=int(drift_steps),  # type: ignore[call-overload]
+        has_check_digit=bool(has_check_digit),
+    )
+    sealed = SealedSeed(key_id=str(key_id), nonce=bytes(nonce), ciphertext=bytes(ciphertext))  # type: ignore[call-overload]
+    return TokenRecord(
+        params=params,
+        sealed=sealed,
+        registered=bool(registered),
+        last_step=last_step,  # type: ignore[arg-type]
+        drift_anchor_ns=drift_anchor_ns,  # type: ignore[arg-type]
+        drift_offset_ns=drift_offset_ns,  # type: ignore[arg-type]
+        drift_rate_ppb=drift_rate_ppb,  # type: ignore[arg-type]
+        drift_long_rate_ppb=drift_long_rate_ppb,  # type: ignore[arg-type]
+        last_used_ns=last_used_ns,  # type: ignore[arg-type]
+        failures=failures,  # type: ignore[arg-type]
+        resync_failures=resync_failures,  # type: ignore[arg-type]
+        locked=bool(locked),
+        lock_reason=str(lock_reason),
+        not_before_ns=not_before_ns,  # type: ignore[arg-type]
+        pending_step=pending_step,  # type: ignore[arg-type]
+        pending_until_ns=pending_until_ns,  # type: ignore[arg-type]
+        version=version,  # type: ignore[arg-type]
+    )
+
+
+def _check_event(serial: str | None, at_ns: int, event: str, detail: str) -> None:
+    if serial is not None and not isinstance(serial, str):
+        raise InvalidInputError(f"event serial must be a string or None, not {type(serial).__name__}")
+    _check_int("event time", at_ns, serial or "-")
+    if not isinstance(event, str) or not event:
+        raise InvalidInputError("an event needs a non-empty name")
+    if not isinstance(detail, str):
+        raise InvalidInputError(f"event detail must be text, not {type(detail).__name__}")
+
+
+def _check_limit(limit: int | None) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
+        raise InvalidInputError(f"limit must be a non-negative integer or None, not {limit!r}")
+
+
+def _history_query(limit: int | None) -> str:
+    base = "SELECT at_ns, step, event, id FROM history WHERE serial = ?"
+    if limit is None:
+        return base + " ORDER BY at_ns, id"
+    return f"SELECT at_ns, step, event FROM ({base} ORDER BY at_ns DESC, id DESC LIMIT ?) ORDER BY at_ns, id"
+
+
+def _chunks(items: Sequence[str], size: int = _QUERY_CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+@contextlib.contextmanager
+def _sqlite_errors(what: str) -> Iterator[None]:
+    """Turn sqlite3 errors into :class:`StorageError` naming the operation."""
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        text = str(exc)
+        if "locked" in text or "busy" in text:
+            raise StorageError(f"{what}: the database stayed locked by another process; try again") from exc
+        raise StorageError(f"{what}: {text}") from exc
+    except sqlite3.DatabaseError as exc:
+        raise StorageError(f"{what}: {exc}") from exc
+
+
+# --- SQLite ---------------------------------------------------------------------------------
+
+
+class _SQLiteTransaction(StoreTransaction):
+    """A :class:`StoreTransaction` on an SQLite connection that has run ``BEGIN IMMEDIATE``."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn: sqlite3.Connection | None = conn
+
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StorageError("this transaction has ended")
+        return self._conn
+
+    def _end(self) -> None:
+        self._conn = None
+
+    def get(self, serial: str) -> TokenRecord | None:
+        with _sqlite_errors(f"reading token {serial}"):
+            row = self._c().execute(_SELECT_TOKEN + " WHERE serial = ?", (serial,)).fetchone()
+        return None if row is None else _row_to_record(row)
+
+    def update(self, record: TokenRecord, *, expected_version: int) -> TokenRecord:
+        serial = record.serial
+        _check_int("expected version", expected_version, serial)
+        new = dataclasses.replace(record, version=expected_version + 1)
+        values = _record_values(new)
+        conn = self._c()
+        with _sqlite_errors(f"updating token {serial}"):
+            cursor = conn.execute(_UPDATE_TOKEN, (*values, expected_version))
+            if cursor.rowcount == 1:
+                return new
+            row = conn.execute("SELECT version FROM tokens WHERE serial = ?", (serial,)).fetchone()
+        if row is None:
+            raise UnknownTokenError(f"no token with serial {serial}")
+        raise ConcurrentUpdateError(
+            f"token {serial} changed since it was read (expected version {expected_version}, found {row[0]})"
+        )
+
+    def add_history(self, serial: str, entry: HistoryEntry) -> None:
+        _check_int("history time", entry.at_ns, serial)
+        _check_int("history step", entry.step, serial)
+        if not isinstance(entry.event, str) or not entry.event:
+            raise InvalidInputError("a history entry needs a non-empty event name")
+        conn = self._c()
+        with _sqlite_errors(f"adding history of token {serial}"):
+            try:
+                conn.execute(
+                    "INSERT INTO history (serial, at_ns, step, event) VALUES (?, ?, ?, ?)",
+                    (serial, entry.at_ns, entry.step, entry.event),
+                )
+            except sqlite3.IntegrityError:
+                raise UnknownTokenError(f"no token with serial {serial}") from None
+
+    def history(self, serial: str, limit: int | None = None) -> list[HistoryEntry]:
+        return _read_history(self._c(), serial, limit)
+
+    def log_event(self, serial: str | None, at_ns: int, event: str, detail: str = "") -> None:
+        _check_event(serial, at_ns, event, detail)
+        with _sqlite_errors("writing the audit log"):
+            self._c().execute(
+                "INSERT INTO events (serial, at_ns, event, detail) VALUES (?, ?, ?, ?)",
+                (serial, at_ns, event, detail),
+            )
+
+
+def _read_history(conn: sqlite3.Connection, serial: str, limit: int | None) -> list[HistoryEntry]:
+    _check_limit(limit)
+    params: tuple[object, ...] = (serial,) if limit is None else (serial, limit)
+    with _sqlite_errors(f"reading history of token {serial}"):
+        rows = conn.execute(_history_query(limit), params).fetchall()
+    return [HistoryEntry(at_ns=row[0], step=row[1], event=row[2]) for row in rows]
+
+
+def _create_db_file(path: Path) -> None:
+    """Create an empty database file with mode 0600 (SQLite gives its -wal/-shm files the same mode)."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), DB_FILE_MODE)
+    except FileExistsError:
+        return
+    except OSError as exc:
+        raise StorageError(f"cannot create database {path}: {exc.strerror}") from None
+    os.close(fd)
+
+
+class SQLiteStore(TokenStore):
+    """A :class:`TokenStore` in one SQLite file (WAL, ``synchronous=FULL``, schema migrations on open).
+
+    One connection per store object; use it from the thread that opened it.
+    Any number of processes may open the same file at once.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
+        self._path = Path(path)
+        self._tx: _SQLiteTransaction | None = None
+        self._conn: sqlite3.Connection | None = None
+        _create_db_file(self._path)
+        with _sqlite_errors(f"opening database {self._path}"):
+            conn = sqlite3.connect(str(self._path), timeout=busy_timeout_s, isolation_level=None)
+        self._conn = conn
+        try:
+            with _sqlite_errors(f"opening database {self._path}"):
+                conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
+                self._enable_wal(conn)
+                conn.execute("PRAGMA synchronous = FULL")
+                conn.execute("PRAGMA foreign_keys = ON")
+            self._migrate()
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._path
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        for attempt in range(_WAL_ATTEMPTS):
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                break
+            except sqlite3.OperationalError as exc:
+                # Two processes switching a fresh file to WAL at once: one may get SQLITE_BUSY at once.
+                if "locked" not in str(exc) or attempt == _WAL_ATTEMPTS - 1:
+                    raise
+                time.sleep(_WAL_RETRY_S)
+        if str(mode).lower() != "wal":
+            raise StorageError(f"database {self._path} cannot use WAL journaling (got {mode!r})")
+
+    def _c(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StorageError(f"store {self._path} is closed")
+        return self._conn
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def schema_version(self) -> int:
+        """The highest migration applied to this database."""
+        with _sqlite_errors("reading the schema version"):
+            row = self._c().execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()
+        return int(row[0])
+
+    def applied_migrations(self) -> list[tuple[int, str, int]]:
+        """(version, description, applied_ns) of every migration applied, in order."""
+        with _sqlite_errors("reading the schema version"):
+            rows = self._c().execute(
+                "SELECT version, description, applied_ns FROM schema_migrations ORDER BY version"
+            ).fetchall()
+        return [(int(v), str(d), int(a)) for v, d, a in rows]
+
+    def _migrate(self) -> None:
+        latest = MIGRATIONS[-1].version
+        conn = self._c()
+        with _sqlite_errors(f"reading the schema of {self._path}"):
+            if conn.execute("PRAGMA user_version").fetchone()[0] == latest:
+                return
+        with self.transaction():
+            with _sqlite_errors(f"migrating {self._path}"):
+                conn.execute(_MIGRATIONS_TABLE)
+                current = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_migrations").fetchone()[0]
+                if current > latest:
+                    raise StorageError(
+                        f"database {self._path} has schema version {current}, newer than this vtoken "
+                        f"understands ({latest}); upgrade vtoken"
+                    )
+                for migration in MIGRATIONS:
+                    if migration.version <= current:
+                        continue
+                    for statement in migration.statements:
+                        conn.execute(statement)
+                    if migration.apply is not None:
+                        migration.apply(conn)
+                    conn.execute(
+                        "INSERT INTO schema_migrations (version, description, applied_ns) VALUES (?, ?, ?)",
+                        (migration.version, migration.description, time.time_ns()),
+                    )
+                conn.execute(f"PRAGMA user_version = {int(max(current, latest))}")
+
+    # -- transactions --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` if the block raises)."""
+        conn = self._c()
+        if self._tx is not None:
+            raise StorageError("a transaction is already open on this store")
+        with _sqlite_errors(f"starting a transaction on {self._path}"):
+            conn.execute("BEGIN IMMEDIATE")
+        tx = _SQLiteTransaction(conn)
+        self._tx = tx
+        try:
+            yield tx
+        except BaseException:
+            tx._end()
+            self._tx = None
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        tx._end()
+        self._tx = None
+        try:
+            with _sqlite_errors(f"committing to {self._path}"):
+                conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+
+    # -- tokens ------------------------------------------------------------------------------------
+
+    def add_tokens(
+        self,
+        items: Sequence[tuple[TokenParams, SealedSeed]],
+        *,
+        at_ns: int | None = None,
+        detail: str = "",
+    ) -> None:
+        when = time.time_ns() if at_ns is None else at_ns
+        rows = []
+        for params, sealed in items:
+            if not isinstance(params, TokenParams):
+                raise InvalidInputError(f"expected TokenParams, not {type(params).__name__}")
+            rows.append(_record_values(TokenRecord(params=params, sealed=sealed)))
+        _check_event(None, when, EVENT_ADDED, detail)
+        if not rows:
+            return
+        serials = [params.serial for params, _ in items]
+        twice = sorted(s for s, n in collections.Counter(serials).items() if n > 1)
+        conn = self._c()
+        with self.transaction():
+            with _sqlite_errors("adding tokens"):
+                unique = sorted(set(serials))
+                stored: list[str] = []
+                for chunk in _chunks(unique):
+                    marks = ", ".join("?" * len(chunk))
+                    stored.extend(
+                        row[0] for row in conn.execute(f"SELECT serial FROM tokens WHERE serial IN ({marks})", chunk)
+                    )
+                if twice or stored:
+                    parts = []
+                    if twice:
+                        parts.append(f"appear more than once: {', '.join(twice)}")
+                    if stored:
+                        parts.append(f"already in the store: {', '.join(sorted(stored))}")
+                    raise DuplicateTokenError(
+                        set(twice) | set(stored), f"duplicate tokens ({'; '.join(parts)}); nothing was added"
+                    )
+                conn.executemany(_INSERT_TOKEN, rows)
+                conn.executemany(
+                    "INSERT INTO events (serial, at_ns, event, detail) VALUES (?, ?, ?, ?)",
+                    [(serial, when, EVENT_ADDED, detail) for serial in serials],
+                )
+
+    def get(self, serial: str) -> TokenRecord | None:
+        with _sqlite_errors(f"reading token {serial}"):
+            row = self._c().execute(_SELECT_TOKEN + " WHERE serial = ?", (serial,)).fetchone()
+        return None if row is None else _row_to_record(row)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with _sqlite_errors("listing tokens"):
+            rows = self._c().execute(_SELECT_TOKEN + " ORDER BY serial").fetchall()
+        return [_row_to_record(row) for row in rows]
+
+    def history(self, serial: str, limit: int | None = None) -> list[HistoryEntry]:
+        return _read_history(self._c(), serial, limit)
+
+    # -- audit log -------------------------------------------------------------------------------------
+
+    def log_event(self, serial: str | None, at_ns: int, event: str, detail: str = "") -> None:
+        _check_event(serial, at_ns, event, detail)
+        with self.transaction() as tx:
+            tx.log_event(serial, at_ns, event, detail)
+
+    def events(self, serial: str | None = None, limit: int | None = None) -> list[AuditEvent]:
+        _check_limit(limit)
+        where, params = ("", ()) if serial is None else (" WHERE serial = ?", (serial,))
+        query = f"SELECT serial, at_ns, event, detail FROM events{where} ORDER BY id"
+        if limit is not None:
+            query = (
+                f"SELECT serial, at_ns, event, detail FROM (SELECT id, serial, at_ns, event, detail FROM events"
+                f"{where} ORDER BY id DESC LIMIT ?) ORDER BY id"
+            )
+            params = (*params, limit)
+        with _sqlite_errors("reading the audit log"):
+            rows = self._c().execute(query, params).fetchall()
+        return [AuditEvent(serial=r[0], at_ns=r[1], event=r[2], detail=r[3]) for r in rows]
+
+    # -- master keys -------------------------------------------------------------------------------------
+
+    def sealed_key_ids(self) -> dict[str, int]:
+        with _sqlite_errors("counting sealed seeds"):
+            rows = self._c().execute(
+                "SELECT seed_key_id, COUNT(*) FROM tokens GROUP BY seed_key_id ORDER BY seed_key_id"
+            ).fetchall()
+        return {str(k): int(n) for k, n in rows}
+
+    def rekey(self, keyring: Keyring, new_key: MasterKey, *, at_ns: int | None = None) -> int:
+        when = time.time_ns() if at_ns is None else at_ns
+        _check_event(None, when, EVENT_REKEY, "")
+        conn = self._c()
+        count = 0
+        with self.transaction() as tx:
+            with _sqlite_errors("reading sealed seeds"):
+                rows = conn.execute("SELECT serial, seed_key_id, seed_nonce, seed_ciphertext FROM tokens").fetchall()
+            old_ids = sorted({str(row[1]) for row in rows})
+            for serial, key_id, nonce, ciphertext in rows:
+                sealed = SealedSeed(key_id=str(key_id), nonce=bytes(nonce), ciphertext=bytes(ciphertext))
+                fresh = seal(new_key, serial, unseal(keyring, serial, sealed))
+                with _sqlite_errors(f"re-sealing token {serial}"):
+                    conn.execute(
+                        "UPDATE tokens SET seed_key_id = ?, seed_nonce = ?, seed_ciphertext = ?, "
+                        "version = version + 1 WHERE serial = ?",
+                        (fresh.key_id, fresh.nonce, fresh.ciphertext, serial),
+                    )
+                count += 1
+            tx.log_event(
+                None,
+                when,
+                EVENT_REKEY,
+                f"{count} seed(s) re-sealed from key(s) {', '.join(old_ids) or '-'} to key {new_key.key_id}",
+            )
+        return count
+
+    # -- lifetime ----------------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.close()
+
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __repr__(self) -> str:
+        state = "closed" if self._conn is None else "open"
+        return f"SQLiteStore({str(self._path)!r}, {state})"
