@@ -69,7 +69,7 @@ import hmac
 import numbers
 import struct
 import zlib
-from typing import Any, NamedTuple
+from typing import Any
 
 from construct import (
     Adapter,
@@ -107,6 +107,7 @@ from vtoken.errors import (
     InvalidTimeError,
     StorageError,
 )
+from firmware_sim.rtc import Calibration
 from vtoken.oath import Algorithm, TokenKind, check_counter, check_digits, hotp_value, parse_algorithm
 
 __all__ = [
@@ -151,10 +152,7 @@ MAX_MODEL_LENGTH = 32
 
 MAX_CALM = 511
 #: Pulses added when CALP is set (STM32 smooth calibration).
-CALP_PULSES = 512
 #: Length of a smooth-calibration cycle in RTC pulses (32 s at 32.768 kHz).
-CALIBRATION_CYCLE_PULSES = 2**20
-_PPM = 1_000_000
 
 SEQUENCE_MODULUS = 2**32
 _SEQUENCE_HALF = SEQUENCE_MODULUS // 2
@@ -182,19 +180,6 @@ class PowerLossError(StorageError):
 
 
 # --- value types --------------------------------------------------------------------
-
-
-class Calibration(NamedTuple):
-    """The RTC smooth-calibration register: mask ``calm`` pulses, add 512 if ``calp``."""
-
-    calm: int = 0
-    calp: bool = False
-
-    @property
-    def ppm(self) -> float:
-        """The frequency correction in ppm (STM32 formula), -487.1 .. +488.5."""
-        added = CALP_PULSES * int(self.calp) - self.calm
-        return _PPM * added / (CALIBRATION_CYCLE_PULSES - added)
 
 
 @dataclasses.dataclass(frozen=True)

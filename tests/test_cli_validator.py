@@ -371,7 +371,11 @@ def test_unlock_after_ten_failures(cli: Cli) -> None:
     shown = ok(*cli.v("show", FIRST, "--at", at + 60)).output
     assert "locked:       no" in shown and "failures:     0 (resync 0)" in shown
 
-    clean_error(*cli.v("unlock", make_serial(7)), words="unknown serial")
+    unknown = run(*cli.v("unlock", make_serial(7)))
+    assert unknown.exit_code == 1 and "refused (unknown-serial)" in unknown.output
+    assert "Traceback" not in unknown.output
+    mistyped = run(*cli.v("unlock", make_serial(7)[:-1] + str((int(make_serial(7)[-1]) + 1) % 10)))
+    assert mistyped.exit_code == 1 and "probably mistyped" in mistyped.output
 
 
 # --- master keys ----------------------------------------------------------------------------------------

@@ -141,7 +141,14 @@ class MasterKeyError(ValidatorError):
 
 
 class PortalError(VTokenError):
-    """A credential-lifecycle step was refused."""
+    """A credential-lifecycle step was refused; ``code`` says which rule refused it."""
+
+    def __init__(self, code: str, message: str) -> None:
+        self.code = code
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[PortalError], tuple[str, str]]:
+        return (type(self), (self.code, str(self)))
 
 
 # --- validator store and import (issue 5) ----------------------------------------------

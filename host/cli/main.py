@@ -39,6 +39,7 @@ def main() -> None:
 
 def _register() -> None:
     from host.cli import backend_cmd, codes_cmd, device_cmd, fleet_cmd, serve_cmd, token_cmd, validator_cmd
+    from host.cli import demo_cmd, portal_cmd
 
     main.add_command(codes_cmd.codes)
     main.add_command(backend_cmd.backend)
@@ -46,6 +47,8 @@ def _register() -> None:
     main.add_command(fleet_cmd.fleet)
     main.add_command(validator_cmd.validator)
     main.add_command(serve_cmd.serve)
+    main.add_command(demo_cmd.demo)
+    main.add_command(portal_cmd.portal)
     main.add_command(device_cmd.info)
     main.add_command(device_cmd.press)
     main.add_command(device_cmd.long_press)
