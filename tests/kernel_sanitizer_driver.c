@@ -6,7 +6,11 @@
  *
  * Every buffer handed to the kernel is a heap block of exactly the size the
  * API allows, so any overrun is reported. Known-answer vectors are checked
- * here; prints "OK" and exits 0 when everything passes.
+ * here, once per CPU path this machine has (fc_set_path); then every
+ * non-portable path is compared with the portable one on window lengths
+ * that are not multiples of the SIMD batch (tails), counters whose high word
+ * changes inside a batch, the top of the 64-bit range, and multi-key calls.
+ * Prints "OK" and exits 0 when everything passes.
  */
 #include <stdint.h>
 #include <stddef.h>
@@ -492,20 +496,51 @@ static void test_bad_args(void)
     free(k);
 }
 
+static const int ALL_PATHS[3] = {FC_PATH_PORTABLE, FC_PATH_SHANI,
+                                 FC_PATH_AVX512};
+
+static int path_available(int path)
+{
+    return (fc_available_paths() >> path) & 1;
+}
+
+/* The path FC_PATH_AUTO must pick: the fastest available. */
+static int best_path(void)
+{
+    if (path_available(FC_PATH_AVX512))
+        return FC_PATH_AVX512;
+    if (path_available(FC_PATH_SHANI))
+        return FC_PATH_SHANI;
+    return FC_PATH_PORTABLE;
+}
+
 static void test_paths(void)
 {
-    CHECK(fc_available_paths() == (1 << FC_PATH_PORTABLE));
-    CHECK(fc_current_path() == FC_PATH_PORTABLE);
-    CHECK(fc_set_path(FC_PATH_PORTABLE) == FC_OK);
-    CHECK(fc_current_path() == FC_PATH_PORTABLE);
-    CHECK(fc_set_path(FC_PATH_SHANI) == FC_ENOPATH);
-    CHECK(fc_set_path(FC_PATH_AVX512) == FC_ENOPATH);
+    const int mask = fc_available_paths();
+    size_t i;
+
+    /* The first call resolves AUTO. */
+    CHECK(fc_current_path() == best_path());
+    CHECK(mask & (1 << FC_PATH_PORTABLE));
+    CHECK((mask & ~((1 << FC_PATH_PORTABLE) | (1 << FC_PATH_SHANI) |
+                    (1 << FC_PATH_AVX512))) == 0);
+    for (i = 0; i < 3; i++) {
+        const int p = ALL_PATHS[i];
+        CHECK(fc_set_path(FC_PATH_PORTABLE) == FC_OK);
+        if (path_available(p)) {
+            CHECK(fc_set_path(p) == FC_OK);
+            CHECK(fc_current_path() == p);
+        } else {
+            CHECK(fc_set_path(p) == FC_ENOPATH);
+            CHECK(fc_current_path() == FC_PATH_PORTABLE); /* unchanged */
+        }
+    }
     CHECK(fc_set_path(4) == FC_ENOPATH);
     CHECK(fc_set_path(-1) == FC_ENOPATH);
     CHECK(fc_set_path(1000) == FC_ENOPATH);
-    CHECK(fc_current_path() == FC_PATH_PORTABLE);
+    CHECK(fc_set_path(31) == FC_ENOPATH);
     CHECK(fc_set_path(FC_PATH_AUTO) == FC_OK);
-    CHECK(fc_current_path() == FC_PATH_PORTABLE);
+    CHECK(fc_current_path() == best_path());
     CHECK(strcmp(fc_path_name(FC_PATH_PORTABLE), "portable") == 0);
     CHECK(strcmp(fc_path_name(FC_PATH_SHANI), "sha-ni") == 0);
     CHECK(strcmp(fc_path_name(FC_PATH_AVX512), "avx512") == 0);
@@ -514,16 +549,214 @@ static void test_paths(void)
     CHECK(strcmp(fc_path_name(-1), "unknown") == 0);
 }
 
+/* ---- every path against the portable one ----------------------------- */
+
+/* Codes for c0 .. c0+n-1 on the portable path, into a fresh exact-size
+ * buffer; restores the path that was active. */
+static uint32_t *portable_codes(const fc_key *k, uint64_t c0, size_t n)
+{
+    const int was = fc_current_path();
+    uint32_t *ref = (uint32_t *)xmalloc(n * sizeof *ref);
+    CHECK(fc_set_path(FC_PATH_PORTABLE) == FC_OK);
+    CHECK(fc_generate(k, c0, n, ref) == FC_OK);
+    CHECK(fc_set_path(was) == FC_OK);
+    return ref;
+}
+
+/* On the current path: generate n codes into an exact-size buffer and
+ * compare with portable; scan for codes taken from the window (first, last,
+ * middle; pairs across the last batch boundary) and compare with brute
+ * force over the portable codes. */
+static void cross_window(const fc_key *k, uint64_t c0, size_t n)
+{
+    uint32_t *ref = portable_codes(k, c0, n + 1); /* n + 1 for pairs */
+    uint32_t *out = (uint32_t *)xmalloc(n * sizeof *out);
+    size_t i, bad = 0;
+
+    CHECK(fc_generate(k, c0, n, out) == FC_OK);
+    for (i = 0; i < n; i++)
+        bad += out[i] != ref[i];
+    CHECK(bad == 0);
+    if (bad && failures < 50)
+        fprintf(stderr, "  path %s alg %d digits %d c0 %llu n %zu: %zu bad\n",
+                fc_path_name(fc_current_path()), k->alg, k->digits,
+                (unsigned long long)c0, n, bad);
+    if (n) {
+        check_find(k, c0, n, ref[0], ref);
+        check_find(k, c0, n, ref[n - 1], ref);
+        check_pair(k, c0, n, ref[n / 2], ref[n / 2 + 1], ref);
+        check_pair(k, c0, n, ref[n - 1], ref[n], ref);
+        if (n > 16)
+            check_pair(k, c0, n, ref[15], ref[16], ref);
+    } else {
+        check_find(k, c0, 0, 123456u, ref);
+        check_pair(k, c0, 0, 1u, 2u, ref);
+    }
+    free(out);
+    free(ref);
+}
+
+static void test_cross_paths(void)
+{
+    static const size_t lens[] = {0,  1,  2,  3,  7,   8,   9,   15,  16,
+                                  17, 31, 33, 63, 255, 256, 257, 5761};
+    static const uint64_t starts[] = {
+        0, 1000, UINT64_C(0xFFFFFFFF) - 16, UINT64_C(0xFFFFFFFF) - 7,
+        UINT64_C(0xFFFFFFFF), UINT64_C(0x1FFFFFFFF) - 3,
+        UINT64_C(0xFEDCBA98FFFFFFF1)};
+    static const int digits[] = {6, 7, 8, 9, 10};
+    uint8_t key[77];
+    size_t p, a, l, c, d;
+
+    key_pattern(key, sizeof key);
+    for (p = 0; p < 3; p++) {
+        if (ALL_PATHS[p] == FC_PATH_PORTABLE || !path_available(ALL_PATHS[p]))
+            continue;
+        CHECK(fc_set_path(ALL_PATHS[p]) == FC_OK);
+        for (a = 0; a < 3; a++) {
+            for (d = 0; d < 5; d++) {
+                /* key lengths 1..77 rotate through the cases */
+                fc_key *k = new_key(ALGS[a], key, 1 + (a * 31 + d * 17) % 77,
+                                    digits[d]);
+                for (c = 0; c < sizeof starts / sizeof starts[0]; c++)
+                    for (l = 0; l < sizeof lens / sizeof lens[0]; l++) {
+                        if (lens[l] == 5761 && (c % 3 != 0 || d % 2))
+                            continue; /* keep the run short */
+                        cross_window(k, starts[c], lens[l]);
+                    }
+                /* The top of the counter range: the last batch's spare
+                 * lanes wrap past 2^64 - 1 and must not be stored. */
+                for (l = 1; l <= 40; l++) {
+                    cross_window(k, UINT64_MAX - (l - 1), l);
+                    cross_window(k, UINT64_MAX - l, l); /* pairs reach 2^64-1 */
+                }
+                free(k);
+            }
+        }
+    }
+    CHECK(fc_set_path(FC_PATH_AUTO) == FC_OK);
+}
+
+/* ---- many keys --------------------------------------------------------- */
+
+/* keys[i]: algorithm i % 3 (but runs of one algorithm too), digits 6..10,
+ * key length 1..200; counters spread over the 64-bit range. */
+static void check_multi(size_t n, unsigned seed)
+{
+    fc_key **keys = (fc_key **)xmalloc(n * sizeof *keys);
+    const fc_key **ck = (const fc_key **)xmalloc(n * sizeof *ck);
+    uint64_t *ctr = (uint64_t *)xmalloc(n * sizeof *ctr);
+    uint32_t *out = (uint32_t *)xmalloc(n * sizeof *out);
+    uint8_t kb[200];
+    uint64_t x = 0x9E3779B97F4A7C15u * (seed + 1);
+    size_t i;
+
+    memset(ck, 0, n * sizeof *ck);
+    memset(ctr, 0, n * sizeof *ctr);
+    for (i = 0; i < n; i++) {
+        size_t len;
+        int alg;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        len = 1 + (size_t)(x % 200);
+        alg = ALGS[(seed & 1) ? (i / 5) % 3 : (size_t)(x >> 20) % 3];
+        key_pattern(kb, len);
+        kb[0] ^= (uint8_t)i;
+        keys[i] = new_key(alg, kb, len, FC_MIN_DIGITS + (int)((x >> 40) % 5));
+        ck[i] = keys[i];
+        switch (i % 4) {
+        case 0: ctr[i] = x; break;
+        case 1: ctr[i] = UINT64_MAX - (x % 3); break;
+        case 2: ctr[i] = UINT64_C(0xFFFFFFFF) + (x % 3); break;
+        default: ctr[i] = x % 100000; break;
+        }
+        out[i] = 0xDEADBEEFu;
+    }
+    CHECK(fc_generate_multi(ck, n, ctr, out) == FC_OK);
+    for (i = 0; i < n; i++)
+        CHECK(out[i] == code_at(keys[i], ctr[i]));
+    for (i = 0; i < n; i++)
+        free(keys[i]);
+    free(out);
+    free(ctr);
+    free(ck);
+    free(keys);
+}
+
+static void test_multi(void)
+{
+    static const size_t ns[] = {1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 100};
+    const uint8_t *kb = (const uint8_t *)"12345678901234567890";
+    size_t p, i;
+
+    for (p = 0; p < 3; p++) {
+        if (!path_available(ALL_PATHS[p]))
+            continue;
+        CHECK(fc_set_path(ALL_PATHS[p]) == FC_OK);
+        for (i = 0; i < sizeof ns / sizeof ns[0]; i++) {
+            check_multi(ns[i], (unsigned)i);
+            check_multi(ns[i], (unsigned)i + 100);
+        }
+        /* argument checks: nothing is written on a refusal */
+        {
+            fc_key *good = new_key(FC_SHA1, kb, 20, 6);
+            fc_key *bad = new_key(FC_SHA1, kb, 20, 6);
+            const fc_key **ck = (const fc_key **)xmalloc(3 * sizeof *ck);
+            uint64_t *ctr = (uint64_t *)xmalloc(3 * sizeof *ctr);
+            uint32_t *out = (uint32_t *)xmalloc(3 * sizeof *out);
+            bad->digits = 4;
+            ck[0] = good;
+            ck[1] = bad;
+            ck[2] = good;
+            ctr[0] = 0;
+            ctr[1] = 1;
+            ctr[2] = 2;
+            out[0] = out[1] = out[2] = 7;
+            CHECK(fc_generate_multi(ck, 3, ctr, out) == FC_EINVAL);
+            CHECK(out[0] == 7 && out[1] == 7 && out[2] == 7);
+            ck[1] = NULL;
+            CHECK(fc_generate_multi(ck, 3, ctr, out) == FC_EINVAL);
+            CHECK(fc_generate_multi(NULL, 3, ctr, out) == FC_EINVAL);
+            ck[1] = good;
+            CHECK(fc_generate_multi(ck, 3, NULL, out) == FC_EINVAL);
+            CHECK(fc_generate_multi(ck, 3, ctr, NULL) == FC_EINVAL);
+            CHECK(fc_generate_multi(NULL, 0, NULL, NULL) == FC_OK);
+            CHECK(out[0] == 7 && out[1] == 7 && out[2] == 7);
+            CHECK(fc_generate_multi(ck, 3, ctr, out) == FC_OK);
+            CHECK(out[0] == 755224u && out[1] == 287082u && out[2] == 359152u);
+            free(out);
+            free(ctr);
+            free(ck);
+            free(bad);
+            free(good);
+        }
+    }
+    CHECK(fc_set_path(FC_PATH_AUTO) == FC_OK);
+}
+
 int main(void)
 {
+    size_t p;
+
     test_paths();
-    test_bad_args();
-    test_rfc4226();
-    test_rfc6238();
-    test_long_keys();
-    test_high_counters();
-    test_long_window();
-    test_all_key_lengths();
+    /* Everything known-answer, once per available path. */
+    for (p = 0; p < 3; p++) {
+        if (!path_available(ALL_PATHS[p]))
+            continue;
+        CHECK(fc_set_path(ALL_PATHS[p]) == FC_OK);
+        printf("path %s\n", fc_path_name(ALL_PATHS[p]));
+        test_bad_args();
+        test_rfc4226();
+        test_rfc6238();
+        test_long_keys();
+        test_high_counters();
+        test_long_window();
+        test_all_key_lengths();
+    }
+    CHECK(fc_set_path(FC_PATH_AUTO) == FC_OK);
+    test_cross_paths();
+    test_multi();
     if (failures) {
         fprintf(stderr, "FAILED: %ld check(s)\n", failures);
         return 1;

@@ -597,3 +597,11 @@ def test_reader_delivers_every_delimited_frame_after_garbage(frames: list[bytes]
         stream += wire.frame(body)
         expected.append(body)
     assert normal(FrameReader().feed(bytes(stream))) == expected
+
+
+def test_an_empty_cobs_frame_is_a_bad_frame_not_a_body() -> None:
+    """``01 00`` is valid COBS around nothing; no message is empty, so the reader reports BAD_FRAME."""
+    items = FrameReader().feed(b"\x01\x00")
+    assert len(items) == 1 and isinstance(items[0], FrameDecodeError)
+    assert items[0].reason is Status.BAD_FRAME
+    assert FrameReader().feed(b"\x00\x00") == []  # bare delimiters are just resynchronisation

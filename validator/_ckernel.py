@@ -17,6 +17,8 @@ from vtoken.oath import Algorithm
 _ALG_IDS = {Algorithm.SHA1: lib.FC_SHA1, Algorithm.SHA256: lib.FC_SHA256, Algorithm.SHA512: lib.FC_SHA512}
 _PATH_IDS = {"portable": lib.FC_PATH_PORTABLE, "sha-ni": lib.FC_PATH_SHANI, "avx512": lib.FC_PATH_AVX512}
 _ALL_PATHS = ("portable", "sha-ni", "avx512")
+#: The match buffer's C type, parsed once.
+_MATCHES = ffi.typeof("uint64_t[]")
 
 
 #: No code is ever >= 2^31 (truncation clears the top bit); a typed 10-digit value beyond
@@ -50,10 +52,12 @@ class CPreparedKey(PreparedKey):
     def _scan(self, call, counter0: int, count: int, *codes: int) -> tuple[int, ...]:
         capacity = INITIAL_MATCH_CAPACITY
         while True:
-            matches = ffi.new("uint64_t[]", capacity)
-            total = _check(call(self._key, counter0, count, *codes, matches, capacity), "the scan")
+            matches = ffi.new(_MATCHES, capacity)
+            total = call(self._key, counter0, count, *codes, matches, capacity)
+            if total <= 0:
+                return () if total == 0 else _check(total, "the scan")  # _check raises
             if total <= capacity:
-                return tuple(matches[i] for i in range(total))
+                return tuple(matches[0:total])
             capacity = total
 
     def _find(self, counter0: int, count: int, code: int) -> tuple[int, ...]:
@@ -67,6 +71,13 @@ class CBackend(Backend):
     """The compiled backend, dispatching to the fastest CPU path."""
 
     name = "c"
+    _key_type = CPreparedKey
+
+    def _generate_multi(self, keys: list[PreparedKey], counters: list[int], out: np.ndarray) -> None:
+        key_ptrs = ffi.new("fc_key *[]", [k._key for k in keys])  # type: ignore[attr-defined]
+        counter_array = ffi.new("uint64_t[]", counters)
+        buf = ffi.cast("uint32_t *", ffi.from_buffer(out))
+        _check(lib.fc_generate_multi(key_ptrs, len(keys), counter_array, buf), "the keys")
 
     def _prepare(self, key: bytes, algorithm: Algorithm, digits: int) -> PreparedKey:
         return CPreparedKey(key, algorithm, digits)

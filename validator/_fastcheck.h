@@ -42,6 +42,14 @@ int fc_key_init(fc_key *k, int alg, const uint8_t *key, size_t keylen, int digit
  * The caller guarantees counter0 + n - 1 does not overflow 64 bits. */
 int fc_generate(const fc_key *k, uint64_t counter0, size_t n, uint32_t *out);
 
+/* Codes for many keys at once (fleets): out[i] = the code of *keys[i] at
+ * counters[i], for i < n. Keys may mix algorithms and digit counts; keys of
+ * one algorithm share a batch (AVX-512: 16 lanes, 8 for SHA-512; SHA-NI:
+ * 2 streams). Returns FC_OK, or FC_EINVAL (nothing written) when any key is
+ * invalid or a pointer is NULL while n > 0. */
+int fc_generate_multi(const fc_key *const *keys, size_t n,
+                      const uint64_t *counters, uint32_t *out);
+
 /* Scan counters counter0 .. counter0+n-1 for code, with no early exit.
  * Writes up to max_matches matching counters (in ascending order) into
  * matches and returns the total number of matches (which may exceed

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import abc
 import numbers
+from collections.abc import Sequence
 
 import numpy as np
 
-from vtoken.errors import InvalidArrayError, InvalidCounterError
+from vtoken.errors import InvalidArrayError, InvalidCounterError, InvalidInputError
 from vtoken.oath import MAX_COUNTER, Algorithm, check_counter, check_digits, check_key, parse_algorithm, parse_code
 
 #: Matches reported by a window scan are returned in full up to this many
@@ -39,6 +40,31 @@ def check_range(counter0: int, count: int, extra: int = 0) -> tuple[int, int]:
             f"counter range starting at {counter0} with {count} counters runs past 2^64-1"
         )
     return counter0, count
+
+
+def _plain_range(counter0: object, count: object, extra: int) -> bool:
+    """True when ``check_range(counter0, count, extra)`` would accept the range unchanged (fast path).
+
+    Plain ``int`` arguments only; anything else (numpy integers, bools, out of
+    range values) goes through the full checks and their error messages.
+    """
+    return (
+        type(counter0) is int
+        and type(count) is int
+        and 0 <= counter0 <= MAX_COUNTER
+        and 0 <= count
+        and (not count or counter0 + count - 1 + extra <= MAX_COUNTER)
+    )
+
+
+def _plain_code(code: object, digits: int) -> int | None:
+    """The value of a well-formed code, as ``parse_code`` would give it; None: let parse_code decide."""
+    if type(code) is str:
+        if len(code) == digits and code.isascii() and code.isdigit():
+            return int(code)
+    elif type(code) is int and 0 <= code < 10**digits:
+        return code
+    return None
 
 
 def check_out_array(out: np.ndarray | None, count: int) -> np.ndarray:
@@ -76,7 +102,8 @@ class PreparedKey(abc.ABC):
 
     def generate(self, counter0: int, count: int, out: np.ndarray | None = None) -> np.ndarray:
         """Codes for counters ``counter0 .. counter0+count-1`` as a ``uint32`` array."""
-        counter0, count = check_range(counter0, count)
+        if not _plain_range(counter0, count, 0):
+            counter0, count = check_range(counter0, count)
         array = check_out_array(out, count)
         if count:
             self._generate(counter0, count, array)
@@ -84,17 +111,25 @@ class PreparedKey(abc.ABC):
 
     def find(self, counter0: int, count: int, code: str | int) -> tuple[int, ...]:
         """Every counter in the range whose code equals ``code`` (whole window scanned)."""
-        counter0, count = check_range(counter0, count)
-        value = parse_code(code, self.digits)
+        if not _plain_range(counter0, count, 0):
+            counter0, count = check_range(counter0, count)
+        value = _plain_code(code, self.digits)
+        if value is None:
+            value = parse_code(code, self.digits)
         if not count:
             return ()
         return self._find(counter0, count, value)
 
     def find_pair(self, counter0: int, count: int, code1: str | int, code2: str | int) -> tuple[int, ...]:
         """Every ``c`` in the range with code(c) == code1 and code(c+1) == code2."""
-        counter0, count = check_range(counter0, count, extra=1)
-        value1 = parse_code(code1, self.digits)
-        value2 = parse_code(code2, self.digits)
+        if not _plain_range(counter0, count, 1):
+            counter0, count = check_range(counter0, count, extra=1)
+        value1 = _plain_code(code1, self.digits)
+        if value1 is None:
+            value1 = parse_code(code1, self.digits)
+        value2 = _plain_code(code2, self.digits)
+        if value2 is None:
+            value2 = parse_code(code2, self.digits)
         if not count:
             return ()
         return self._find_pair(counter0, count, value1, value2)
@@ -124,6 +159,31 @@ class Backend(abc.ABC):
 
     @abc.abstractmethod
     def _prepare(self, key: bytes, algorithm: Algorithm, digits: int) -> PreparedKey: ...
+
+    def generate_multi(
+        self, keys: Sequence[PreparedKey], counters: Sequence[int] | np.ndarray, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """One code per key, for a fleet: ``out[i]`` is the code of ``keys[i]`` at ``counters[i]``.
+
+        Keys may mix algorithms and digit counts; they must come from this backend's ``prepare``.
+        """
+        keys = list(keys)
+        values = [check_counter(int(c)) for c in counters]
+        if len(values) != len(keys):
+            raise InvalidInputError(f"{len(keys)} keys but {len(values)} counters")
+        foreign = [k for k in keys if not isinstance(k, self._key_type)]
+        if foreign:
+            raise InvalidInputError(f"keys must be prepared by the {self.name} backend")
+        array = check_out_array(out, len(keys))
+        if keys:
+            self._generate_multi(keys, values, array)
+        return array[: len(keys)] if out is None else array
+
+    _key_type: type[PreparedKey] = PreparedKey
+
+    def _generate_multi(self, keys: list[PreparedKey], counters: list[int], out: np.ndarray) -> None:
+        for i, (key, counter) in enumerate(zip(keys, counters)):
+            key._generate(counter, 1, out[i : i + 1])
 
     @property
     @abc.abstractmethod

@@ -69,6 +69,7 @@ class PythonBackend(Backend):
     """The pure-Python backend."""
 
     name = "python"
+    _key_type = PyPreparedKey
 
     def _prepare(self, key: bytes, algorithm: Algorithm, digits: int) -> PreparedKey:
         return PyPreparedKey(key, algorithm, digits)

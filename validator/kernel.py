@@ -20,8 +20,10 @@ from vtoken.errors import BackendError
 
 BACKEND_ENV = "VTOKEN_BACKEND"
 BACKEND_CHOICES = ("auto", "c", "python")
+#: Force the compiled kernel's CPU path: auto (default), portable, sha-ni or avx512.
+CPU_PATH_ENV = "VTOKEN_CPU_PATH"
 
-__all__ = ["BACKEND_ENV", "Backend", "PreparedKey", "c_backend", "get_backend", "python_backend"]
+__all__ = ["BACKEND_ENV", "CPU_PATH_ENV", "Backend", "PreparedKey", "c_backend", "get_backend", "python_backend"]
 
 _python = PythonBackend()
 
@@ -31,8 +33,11 @@ def python_backend() -> Backend:
     return _python
 
 
-def c_backend() -> Backend:
-    """The compiled backend; raises :class:`BackendError` when it is not built."""
+def c_backend(environ: Mapping[str, str] | None = None) -> Backend:
+    """The compiled backend; raises :class:`BackendError` when it is not built.
+
+    ``$VTOKEN_CPU_PATH`` forces its CPU path (``portable``, ``sha-ni``, ``avx512``).
+    """
     try:
         from validator._ckernel import CBackend
     except ImportError as exc:
@@ -40,7 +45,11 @@ def c_backend() -> Backend:
             "the compiled check kernel (validator._fastcheck_cffi) is not installed; "
             "reinstall with a C compiler available, or set VTOKEN_BACKEND=python"
         ) from exc
-    return CBackend()
+    backend = CBackend()
+    path = (environ if environ is not None else os.environ).get(CPU_PATH_ENV)
+    if path:
+        backend.set_path(path.strip().lower())
+    return backend
 
 
 def get_backend(name: str | None = None, environ: Mapping[str, str] | None = None) -> Backend:
@@ -51,10 +60,11 @@ def get_backend(name: str | None = None, environ: Mapping[str, str] | None = Non
     if name == "python":
         return python_backend()
     if name == "c":
-        return c_backend()
+        return c_backend(environ)
     if name == "auto":
         try:
-            return c_backend()
-        except BackendError:
+            from validator import _ckernel  # noqa: F401  (is the compiled module there at all?)
+        except ImportError:
             return python_backend()
+        return c_backend(environ)
     raise BackendError(f"unknown backend {name!r} in {BACKEND_ENV}; choose one of {', '.join(BACKEND_CHOICES)}")

@@ -18,7 +18,7 @@ import dataclasses
 import enum
 from collections.abc import Callable
 
-from validator.drift import DriftModel, fit, observed_offset_ns, predicted_step
+from validator.drift import MAX_FIT_POINTS, DriftModel, fit, observed_offset_ns, predicted_step
 from validator.kernel import Backend, PreparedKey, get_backend
 from validator.policy import NS_PER_SECOND, Policy
 from validator.records import HistoryEntry, TokenRecord
@@ -329,7 +329,9 @@ class Validator:
     def _refit(self, tx, rec: TokenRecord, entry: HistoryEntry, *, reset: bool = False) -> dict[str, int | None]:
         if rec.params.kind is not TokenKind.TOTP:
             return {}
-        history = [] if reset else list(tx.history(rec.serial))
+        # The fit uses only the latest MAX_FIT_POINTS observations (this entry included), and the
+        # latest register/resync among them, if any: reading more would change nothing.
+        history = [] if reset else list(tx.history(rec.serial, limit=MAX_FIT_POINTS - 1))
         history.append(entry)
         # A resync may follow a clock set by hand: fit only from the latest register/resync on
         # (the rate learnt before carries over as the prior), else the fit drops it as an outlier.

@@ -1100,6 +1100,9 @@ class FrameReader:
         if len(body) > self._max_frame:
             self._report(out, FrameDecodeError(Status.BAD_LENGTH, f"frame exceeds {self._max_frame} bytes"))
             return
+        if not body:  # "01 00": a well-formed COBS frame around nothing, which no message can be
+            self._report(out, FrameDecodeError(Status.BAD_FRAME, "empty frame"))
+            return
         out.append(body)
 
     def _report(self, out: list[bytes | FrameDecodeError], error: FrameDecodeError) -> None:

@@ -1,0 +1,266 @@
+"""An in-memory :class:`~validator.store.TokenStore`: same semantics as SQLite, no durability.
+
+For tests and for benchmarking the validator's decisions with storage taken
+out (``python -m bench``). Everything lives in dictionaries of this process;
+nothing survives it. The semantics follow :class:`~validator.store.SQLiteStore`:
+
+* :meth:`MemoryStore.transaction` takes a lock at once (one writer at a time;
+  threads of this process wait for it), refuses to nest on one store, and
+  rolls every change back if its block raises;
+* :meth:`StoreTransaction.update` is a compare-and-set on the row version and
+  returns the record with ``version = expected_version + 1``;
+* values are checked as strictly as SQLite checks them (signed 64-bit
+  integers, known kinds and algorithms), so a record that one store refuses
+  the other refuses too;
+* history is returned in ascending time (ties in insertion order), events in
+  the order written.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Iterator, Sequence
+
+from validator.records import HistoryEntry, SealedSeed, TokenParams, TokenRecord
+from validator.sealing import Keyring, MasterKey, seal, unseal
+from validator.store import (
+    EVENT_ADDED,
+    EVENT_REKEY,
+    AuditEvent,
+    StoreTransaction,
+    TokenStore,
+    _check_event,
+    _check_int,
+    _check_limit,
+    _record_values,
+)
+from vtoken.errors import ConcurrentUpdateError, DuplicateTokenError, InvalidInputError, StorageError, UnknownTokenError
+
+__all__ = ["MemoryStore"]
+
+
+class _MemoryTransaction(StoreTransaction):
+    """Changes to a :class:`MemoryStore` made in place, with an undo log for rollback."""
+
+    __slots__ = ("_store", "_undo")
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store: MemoryStore | None = store
+        self._undo: list[tuple] = []
+
+    def _s(self) -> MemoryStore:
+        if self._store is None:
+            raise StorageError("this transaction has ended")
+        return self._store
+
+    def _rollback(self) -> None:
+        store = self._s()
+        for kind, serial, value in reversed(self._undo):
+            if kind == "record":
+                store._tokens[serial] = value
+            elif kind == "history":
+                entries = store._history[serial]
+                entries.remove(value)
+                if not entries:
+                    del store._history[serial]
+            else:  # "events": the length before
+                del store._events[value:]
+        self._undo.clear()
+
+    def get(self, serial: str) -> TokenRecord | None:
+        return self._s()._tokens.get(serial)
+
+    def update(self, record: TokenRecord, *, expected_version: int) -> TokenRecord:
+        store = self._s()
+        serial = record.serial
+        _check_int("expected version", expected_version, serial)
+        new = dataclasses.replace(record, version=expected_version + 1)
+        _record_values(new)  # the same validation SQLite applies
+        old = store._tokens.get(serial)
+        if old is None:
+            raise UnknownTokenError(f"no token with serial {serial}")
+        if old.version != expected_version:
+            raise ConcurrentUpdateError(
+                f"token {serial} changed since it was read (expected version {expected_version}, found {old.version})"
+            )
+        self._undo.append(("record", serial, old))
+        store._tokens[serial] = new
+        return new
+
+    def add_history(self, serial: str, entry: HistoryEntry) -> None:
+        store = self._s()
+        _check_int("history time", entry.at_ns, serial)
+        _check_int("history step", entry.step, serial)
+        if not isinstance(entry.event, str) or not entry.event:
+            raise InvalidInputError("a history entry needs a non-empty event name")
+        if serial not in store._tokens:
+            raise UnknownTokenError(f"no token with serial {serial}")
+        entry = HistoryEntry(entry.at_ns, entry.step, entry.event)
+        store._insert_history(serial, entry)
+        self._undo.append(("history", serial, entry))
+
+    def history(self, serial: str, limit: int | None = None) -> list[HistoryEntry]:
+        return self._s().history(serial, limit)
+
+    def log_event(self, serial: str | None, at_ns: int, event: str, detail: str = "") -> None:
+        store = self._s()
+        _check_event(serial, at_ns, event, detail)
+        self._undo.append(("events", serial, len(store._events)))
+        store._events.append(AuditEvent(serial=serial, at_ns=at_ns, event=event, detail=detail))
+
+
+class MemoryStore(TokenStore):
+    """A :class:`TokenStore` held in this process's memory (nothing is durable)."""
+
+    def __init__(self) -> None:
+        self._tokens: dict[str, TokenRecord] = {}
+        self._history: dict[str, list[HistoryEntry]] = {}
+        self._events: list[AuditEvent] = []
+        self._lock = threading.Lock()
+        self._tx: _MemoryTransaction | None = None
+        self._owner: int | None = None
+        self._closed = False
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StorageError("in-memory store is closed")
+
+    def _insert_history(self, serial: str, entry: HistoryEntry) -> None:
+        entries = self._history.setdefault(serial, [])
+        # Ascending time, ties in insertion order (SQLite: ORDER BY at_ns, id).
+        index = len(entries)
+        while index and entries[index - 1].at_ns > entry.at_ns:
+            index -= 1
+        entries.insert(index, entry)
+
+    # -- transactions ---------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[StoreTransaction]:
+        """Take the store's lock, yield a transaction, keep its changes or undo them if the block raises."""
+        self._check_open()
+        if self._tx is not None and self._owner == threading.get_ident():
+            raise StorageError("a transaction is already open on this store")
+        with self._lock:
+            tx = _MemoryTransaction(self)
+            self._tx, self._owner = tx, threading.get_ident()
+            try:
+                yield tx
+            except BaseException:
+                tx._rollback()
+                raise
+            finally:
+                tx._store = None
+                self._tx, self._owner = None, None
+
+    # -- tokens -------------------------------------------------------------------------------------
+
+    def add_tokens(
+        self,
+        items: Sequence[tuple[TokenParams, SealedSeed]],
+        *,
+        at_ns: int | None = None,
+        detail: str = "",
+    ) -> None:
+        self._check_open()
+        when = time.time_ns() if at_ns is None else at_ns
+        records = []
+        for params, sealed in items:
+            if not isinstance(params, TokenParams):
+                raise InvalidInputError(f"expected TokenParams, not {type(params).__name__}")
+            record = TokenRecord(params=params, sealed=sealed)
+            _record_values(record)
+            records.append(record)
+        _check_event(None, when, EVENT_ADDED, detail)
+        if not records:
+            return
+        serials = [r.serial for r in records]
+        with self.transaction():
+            twice = sorted(s for s, n in collections.Counter(serials).items() if n > 1)
+            stored = sorted(s for s in set(serials) if s in self._tokens)
+            if twice or stored:
+                parts = []
+                if twice:
+                    parts.append(f"appear more than once: {', '.join(twice)}")
+                if stored:
+                    parts.append(f"already in the store: {', '.join(stored)}")
+                raise DuplicateTokenError(
+                    set(twice) | set(stored), f"duplicate tokens ({'; '.join(parts)}); nothing was added"
+                )
+            for record in records:
+                self._tokens[record.serial] = record
+            self._events.extend(AuditEvent(serial, when, EVENT_ADDED, detail) for serial in serials)
+
+    def get(self, serial: str) -> TokenRecord | None:
+        self._check_open()
+        return self._tokens.get(serial)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        self._check_open()
+        return [self._tokens[s] for s in sorted(self._tokens)]
+
+    def history(self, serial: str, limit: int | None = None) -> list[HistoryEntry]:
+        self._check_open()
+        _check_limit(limit)
+        entries = self._history.get(serial, ())
+        if limit is None:
+            return list(entries)
+        return list(entries[len(entries) - limit :]) if limit else []
+
+    # -- audit log ------------------------------------------------------------------------------------
+
+    def log_event(self, serial: str | None, at_ns: int, event: str, detail: str = "") -> None:
+        _check_event(serial, at_ns, event, detail)
+        with self.transaction() as tx:
+            tx.log_event(serial, at_ns, event, detail)
+
+    def events(self, serial: str | None = None, limit: int | None = None) -> list[AuditEvent]:
+        self._check_open()
+        _check_limit(limit)
+        chosen = self._events if serial is None else [e for e in self._events if e.serial == serial]
+        if limit is None:
+            return list(chosen)
+        return list(chosen[len(chosen) - limit :]) if limit else []
+
+    # -- master keys ----------------------------------------------------------------------------------
+
+    def sealed_key_ids(self) -> dict[str, int]:
+        self._check_open()
+        counts = collections.Counter(r.sealed.key_id for r in self._tokens.values())
+        return {k: counts[k] for k in sorted(counts)}
+
+    def rekey(self, keyring: Keyring, new_key: MasterKey, *, at_ns: int | None = None) -> int:
+        when = time.time_ns() if at_ns is None else at_ns
+        _check_event(None, when, EVENT_REKEY, "")
+        self._check_open()
+        # Open every seed first: if one fails, nothing changes.
+        fresh = {
+            serial: seal(new_key, serial, unseal(keyring, serial, rec.sealed)) for serial, rec in self._tokens.items()
+        }
+        old_ids = sorted({rec.sealed.key_id for rec in self._tokens.values()})
+        with self.transaction() as tx:
+            for serial, sealed in fresh.items():
+                rec = self._tokens[serial]
+                tx.update(dataclasses.replace(rec, sealed=sealed), expected_version=rec.version)
+            tx.log_event(
+                None,
+                when,
+                EVENT_REKEY,
+                f"{len(fresh)} seed(s) re-sealed from key(s) {', '.join(old_ids) or '-'} to key {new_key.key_id}",
+            )
+        return len(fresh)
+
+    # -- lifetime -------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        self._closed = True
+
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({len(self._tokens)} tokens{', closed' if self._closed else ''})"
