@@ -71,7 +71,7 @@ def draw_ppm(batch_secret: bytes, serial: str, spread: Fraction | int) -> Fracti
 class FleetSpec:
     """What a batch is made of."""
 
-    batch_secret: bytes
+    batch_secret: bytes = dataclasses.field(repr=False)
     model: TokenModel
     count: int
     first_serial: int = 100_000_000

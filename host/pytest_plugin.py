@@ -52,7 +52,7 @@ class VirtualToken:
     client: TokenClient
     token: Token
     clock: SimulatedClock
-    seed: bytes
+    seed: bytes = dataclasses.field(repr=False)
 
     def expected_code(self) -> str:
         """The code a press would show now (TOTP; computed from the token's own clock)."""

@@ -120,9 +120,12 @@ class Order:
 
 @dataclasses.dataclass
 class LicenseKey:
-    """A license key, bound to an order and its product; single use."""
+    """A license key, bound to an order and its product; single use.
 
-    key: str
+    Only a hash of the key is stored: the key itself exists in the customer's e-mail.
+    """
+
+    key_hash: str
     order_id: str
     product: Product
     issued_ns: int
@@ -145,6 +148,8 @@ class Credential:
     registered_ns: int | None = None
     lost_ns: int | None = None
     replaced_by: str = ""
+    #: Wrong activation codes typed since the last video session.
+    activation_failures: int = 0
 
 
 @dataclasses.dataclass

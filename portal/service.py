@@ -72,6 +72,8 @@ KEY_PROMISE_NS = 24 * NS_PER_HOUR
 SUBSCRIPTION_NS = 365 * NS_PER_DAY
 ACTIVATION_CODE_TTL_NS = 72 * NS_PER_HOUR
 ACTIVATION_CODE_DIGITS = 10
+#: Wrong activation codes allowed before a new video session is needed.
+MAX_ACTIVATION_FAILURES = 5
 PHONE_OTP_DIGITS = 6
 PHONE_OTP_TTL_NS = 5 * 60 * NS_PER_SECOND
 PHONE_OTP_MAX_ATTEMPTS = 3
@@ -223,7 +225,11 @@ class PortalService:
                 if order.paid_ns is None or now < order.paid_ns + hold:
                     continue
                 key = format_key(self._random(PAYLOAD_BYTES))
-                self.store.put("license_key", LicenseKey(key=key, order_id=order.id, product=order.product, issued_ns=now))
+                self.store.put(
+                    "license_key",
+                    LicenseKey(key_hash=self._hash("license", "", key), order_id=order.id, product=order.product,
+                               issued_ns=now),
+                )
                 order.state, order.key_issued_ns = OrderState.KEY_ISSUED, now
                 self.store.put("order", order, owner=order.account_id)
                 self.store.log(now, order.account_id, "key-issued", order.id)
@@ -244,6 +250,8 @@ class PortalService:
             raise _refuse("unknown-serial", f"token {serial} is not in the validator's store")
         with self.store.transaction():
             order = self._order(order_id)
+            if order.serial:
+                raise _refuse("already-shipped", f"{order.id} has already shipped token {order.serial}")
             if any(o.serial == serial for o in self.store.all("order")):
                 raise _refuse("serial-taken", f"token {serial} was already shipped")
             order.serial = serial
@@ -281,7 +289,7 @@ class PortalService:
             raise _refuse("bad-country", "give the country as a two-letter code, e.g. US or DE")
         with self.store.transaction():
             account = self._account(account_id)
-            record = self.store.get("license_key", key)
+            record = self.store.get("license_key", self._hash("license", "", key))
             if record is None:
                 raise _refuse("key-unknown", "this license key is not valid: check the e-mail with your key")
             if record.used_ns is not None:
@@ -366,6 +374,10 @@ class PortalService:
     def _video_credential(self, account_id: str, now: int) -> Credential:
         """The credential a video session is for: proofing pending, or passed but its activation code expired unused."""
         credential = self.current_credential(account_id)
+        if credential.state is CredentialState.AWAITING_ACTIVATION and (
+            credential.activation_failures >= MAX_ACTIVATION_FAILURES
+        ):
+            return credential
         if credential.state is CredentialState.AWAITING_ACTIVATION and not any(
             a.credential_id == credential.id and a.used_ns is None and now < a.expires_ns
             for a in self.store.all("activation")
@@ -417,6 +429,7 @@ class PortalService:
                     issued_ns=now, expires_ns=now + ACTIVATION_CODE_TTL_NS,
                 ))
                 credential.state, credential.proofing_method = CredentialState.AWAITING_ACTIVATION, ProofingMethod.VIDEO
+                credential.activation_failures = 0
                 self.store.put("credential", credential, owner=credential.account_id)
             self.store.log(now, case.account_id, "video-proofing", f"{case.id} {case.state.value} by {self.agent.name}")
         return case, code
@@ -424,25 +437,38 @@ class PortalService:
     # --- 4. activation -----------------------------------------------------------------------
 
     def activate(self, account_id: str, code: str) -> Credential:
-        """Enter the activation code the video agent gave."""
+        """Enter the activation code the video agent gave (wrong guesses are counted and limited)."""
         now = self._now()
+        refusal: PortalError | None = None
         with self.store.transaction():
             credential = self.current_credential(account_id)
+            if credential.activation_failures >= MAX_ACTIVATION_FAILURES:
+                raise _refuse(
+                    "activation-attempts", "too many wrong activation codes: book a new video session with an agent"
+                )
             code = code.strip().replace(" ", "").replace("-", "")
             record = self.store.get("activation", self._hash("activation", credential.id, code))
             if record is None:
-                raise _refuse("activation-wrong", "this activation code is not right: check what the agent gave you")
-            if record.used_ns is not None:
-                raise _refuse("activation-used", "this activation code has already been used")
-            if now >= record.expires_ns:
-                raise _refuse("activation-expired", "this activation code has expired: book a new video session")
-            if credential.state is not CredentialState.AWAITING_ACTIVATION:
-                raise _refuse("not-awaiting-activation", f"nothing to activate (the credential is {credential.state.value})")
-            record.used_ns = now
-            self.store.put("activation", record)
-            self._activate(credential, now)
-            self.store.put("credential", credential, owner=account_id)
-            self.store.log(now, account_id, "activated", credential.id)
+                credential.activation_failures += 1  # committed below, before the refusal is raised
+                self.store.put("credential", credential, owner=account_id)
+                refusal = _refuse("activation-wrong", "this activation code is not right: check what the agent gave you")
+            else:
+                if record.used_ns is not None:
+                    raise _refuse("activation-used", "this activation code has already been used")
+                if now >= record.expires_ns:
+                    raise _refuse("activation-expired", "this activation code has expired: book a new video session")
+                if credential.state is not CredentialState.AWAITING_ACTIVATION:
+                    raise _refuse(
+                        "not-awaiting-activation", f"nothing to activate (the credential is {credential.state.value})"
+                    )
+                record.used_ns = now
+                self.store.put("activation", record)
+                credential.activation_failures = 0
+                self._activate(credential, now)
+                self.store.put("credential", credential, owner=account_id)
+                self.store.log(now, account_id, "activated", credential.id)
+        if refusal is not None:
+            raise refusal
         return credential
 
     # --- 5. registration ---------------------------------------------------------------------

@@ -136,7 +136,7 @@ class PortalStore:
 
     @staticmethod
     def _id(kind: str, obj: Any) -> str:
-        for field in ("id", "key", "code_hash"):
+        for field in ("id", "key_hash", "code_hash"):
             if hasattr(obj, field):
                 return str(getattr(obj, field))
         raise StorageError(f"{kind} has no id field")

@@ -42,6 +42,7 @@ from portal.records import (
 )
 from portal.service import (
     ACTIVATION_CODE_TTL_NS,
+    MAX_ACTIVATION_FAILURES,
     CARD_HOLD_NS,
     FRESH_PHONE_AUTH_NS,
     KEY_PROMISE_NS,
@@ -342,6 +343,8 @@ def test_shipping_refusals(w: World) -> None:
     w.portal.ship(a.id, serial)
     with refused("serial-taken"):
         w.portal.ship(b.id, serial)
+    with refused("already-shipped"):
+        w.portal.ship(a.id, w.free_serials[1])
     assert w.portal.deliver(a.id).delivered_ns == w.now()
 
 
@@ -363,7 +366,7 @@ def test_key_only_after_the_token_arrived(w: World) -> None:
 
 def test_key_is_single_use(w: World) -> None:
     case = w.keyed()
-    assert w.pstore.get("license_key", case.key).used_ns is not None
+    assert w.pstore.get("license_key", w.portal._hash("license", "", case.key)).used_ns is not None
     with refused("key-used"):
         w.portal.enter_license_key(case.account.id, case.key, Product.TOKEN, name=NAME, country="US")
     other = w.account()
@@ -472,7 +475,7 @@ def test_legal_name_must_match_only_when_proofing_was_bought(w: World) -> None:
             w.portal.enter_license_key(
                 proofed.id, key1, Product.TOKEN_PROOFED, name=NAME, country="US", legal_name=legal
             )
-    assert w.pstore.get("license_key", key1).used_ns is None  # a refusal does not use up the key
+    assert w.pstore.get("license_key", w.portal._hash("license", "", key1)).used_ns is None  # a refusal does not use it up
     credential = w.portal.enter_license_key(
         proofed.id, key1, Product.TOKEN_PROOFED, name=NAME, country="US", legal_name="DANA  WHITFIELD"
     )
@@ -602,6 +605,25 @@ def test_activation_code_is_single_use_and_must_be_right(w: World) -> None:
     assert credential.expires_ns == w.now() + SUBSCRIPTION_NS
     with refused("activation-used"):
         w.portal.activate(case.account.id, code)
+
+
+def test_activation_guesses_are_limited_and_a_new_session_resets_them(w: World) -> None:
+    case = w.keyed(Product.TOKEN_PROOFED, "DE")
+    code = w.video_code(case.account)
+    wrong = str((int(code) + 1) % 10**10).zfill(10)
+    for _ in range(MAX_ACTIVATION_FAILURES):
+        with refused("activation-wrong"):
+            w.portal.activate(case.account.id, wrong)
+    with refused("activation-attempts"):
+        w.portal.activate(case.account.id, code)  # even the right code, once the guesses are used up
+    fresh = w.video_code(case.account)  # booking is open again, and a passed session resets the count
+    assert w.portal.activate(case.account.id, fresh).state is CredentialState.ACTIVATED
+
+
+def test_license_keys_are_stored_only_as_hashes(w: World) -> None:
+    case = w.keyed(Product.TOKEN, "US")
+    rows = w.pstore._conn.execute("SELECT id, data FROM portal_entities WHERE kind = 'license_key'").fetchall()
+    assert rows and all(case.key not in ident and case.key not in data for ident, data in rows)
 
 
 def test_activation_code_expires_after_72_hours_and_a_new_session_gives_a_new_one(w: World) -> None:

@@ -190,7 +190,7 @@ def test_pty_survives_any_byte_stream(hotp_state: Path) -> None:
             while len(replies) < 2 and time.monotonic() < deadline:
                 for item in reader.feed(port.read(64)):
                     replies.append(wire.decode_response(item))
-            assert [r.status for r in replies] == [Status.BAD_LENGTH, Status.BAD_CRC] or all(not r.ok for r in replies)
+            assert [r.status for r in replies] == [Status.BAD_LENGTH, Status.BAD_CRC]
             press = exchange(port, wire.encode_request(11, Command.PRESS))
             assert press.payload.text == hotp(b"12345678901234567890", 0)  # garbage pressed nothing
     finally:

@@ -19,7 +19,7 @@ from firmware_sim.rtc import TemperatureProfile
 from firmware_sim.statefile import load_token, save_token
 from firmware_sim.token import MENU_DISPLAY_NS, Token
 from vtoken.clock import NS_PER_DAY, NS_PER_SECOND, SimulatedClock
-from vtoken.errors import DeviceStateError, InvalidConfigError
+from vtoken.errors import DeviceLockedError, DeviceStateError, InvalidConfigError
 from vtoken.oath import hotp, totp
 
 SEED = b"SEEDSEEDSEEDSEEDSEED"
@@ -211,10 +211,12 @@ def test_seed_never_shown(tmp_path, caplog) -> None:
         repr(token.rtc).encode(),
         caplog.text.encode(),
     ]
-    for attempt in (lambda: token.flash.provision(seed=b"x" * 20, serial=SERIAL, model="hotp", kind="hotp",
-                                                   algorithm="sha1", digits=6, period=30, t0=0),
-                    lambda: token.flash.set_counter(0)):
-        with pytest.raises(Exception) as info:
+    for attempt, refusal in (
+        (lambda: token.flash.provision(seed=b"x" * 20, serial=SERIAL, model="hotp", kind="hotp",
+                                       algorithm="sha1", digits=6, period=30, t0=0), DeviceLockedError),
+        (lambda: token.flash.set_counter(0), DeviceStateError),
+    ):
+        with pytest.raises(refusal) as info:
             attempt()
         texts.append(str(info.value).encode())
     for text in texts:

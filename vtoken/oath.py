@@ -229,7 +229,7 @@ def parse_code(code: str | int, digits: int) -> int:
         raise InvalidCodeError("code must be a string of digits, not a boolean")
     if isinstance(code, numbers.Integral):
         if not 0 <= code < 10**digits:
-            raise InvalidCodeError(f"code must have {digits} digits, got the number {code}")
+            raise InvalidCodeError(f"code must have {digits} digits, got a number outside 0 .. {10**digits - 1}")
         return int(code)
     if not isinstance(code, str):
         raise InvalidCodeError(f"code must be a string of digits, not {type(code).__name__}")
