@@ -38,10 +38,10 @@ from __future__ import annotations
 import enum
 from typing import Any
 
+from vtoken.clock import NS_PER_SECOND
 from vtoken.errors import CorruptStateError, DeviceStateError, InvalidInputError, InvalidTimeError
 
 NS_PER_MS = 1_000_000
-NS_PER_SECOND = 1_000_000_000
 
 #: Edges this soon after the last accepted edge are contact bounce.
 DEBOUNCE_NS = 20 * NS_PER_MS

@@ -10,7 +10,7 @@ import dataclasses
 from fractions import Fraction
 
 from firmware_sim.battery import Battery
-from firmware_sim.flash import Flash
+from firmware_sim.flash import DEVICE_KEY_SIZE, Flash
 from firmware_sim.models import TokenModel
 from firmware_sim.rtc import RTC, Calibration, CrystalParams, TemperatureProfile
 from firmware_sim.token import Token
@@ -18,8 +18,8 @@ from vtoken.clock import Clock
 from vtoken.errors import InvalidConfigError
 from vtoken.oath import check_key
 
-#: The MCU's unique key that encrypts the seed in flash (AES-256).
-DEVICE_KEY_BYTES = 32
+#: The MCU's unique key that encrypts the seed in flash (AES-256): the flash's own size.
+DEVICE_KEY_BYTES = DEVICE_KEY_SIZE
 
 #: Room temperature: a token sits here unless told otherwise.
 ROOM_TEMPERATURE_C = 25

@@ -26,7 +26,7 @@ from firmware_sim.token import Token
 from host.client import TokenClient
 from portal.messaging import OutboxSender
 from portal.proofing import InstantProofingProvider, VideoAgent
-from portal.records import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND, AppPolicy, PaymentMethod, Product
+from portal.records import AppPolicy, PaymentMethod, Product
 from portal.service import PortalService
 from portal.store import PortalStore
 from validator.importer import import_file
@@ -35,7 +35,7 @@ from validator.service import Validator
 from validator.store import SQLiteStore
 from vserial.ports import PtyPort
 from vserial.server import BackgroundServer, DeviceServer
-from vtoken.clock import SimulatedClock
+from vtoken.clock import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
 from vtoken.errors import PortalError
 
 #: The story starts on 2026-03-02 at 09:00 UTC.

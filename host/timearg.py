@@ -12,9 +12,9 @@ import datetime as _dt
 import re
 from fractions import Fraction
 
+from vtoken.clock import NS_PER_SECOND
 from vtoken.errors import InvalidTimeError
 
-NS_PER_SECOND = 1_000_000_000
 _UNIX_RE = re.compile(r"^\d+(\.\d{1,9})?$")
 
 

@@ -10,10 +10,6 @@ import dataclasses
 import enum
 from typing import Any
 
-NS_PER_SECOND = 1_000_000_000
-NS_PER_HOUR = 3600 * NS_PER_SECOND
-NS_PER_DAY = 24 * NS_PER_HOUR
-
 
 class Product(str, enum.Enum):
     """What can be bought."""

@@ -40,9 +40,6 @@ from portal.licensekey import PAYLOAD_BYTES, format_key, normalize_key
 from portal.messaging import Message, Sender
 from portal.proofing import InstantProofingProvider, VideoAgent
 from portal.records import (
-    NS_PER_DAY,
-    NS_PER_HOUR,
-    NS_PER_SECOND,
     Account,
     ActivationCode,
     Application,
@@ -61,7 +58,7 @@ from portal.records import (
 )
 from portal.store import PortalStore
 from validator.service import Reason, Validator
-from vtoken.clock import Clock
+from vtoken.clock import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND, Clock
 from vtoken.errors import InvalidSerialError, PortalError
 from vtoken.serialno import has_valid_check_digit, normalize
 
@@ -379,8 +376,7 @@ class PortalService:
         ):
             return credential
         if credential.state is CredentialState.AWAITING_ACTIVATION and not any(
-            a.credential_id == credential.id and a.used_ns is None and now < a.expires_ns
-            for a in self.store.all("activation")
+            a.used_ns is None and now < a.expires_ns for a in self.store.by_owner("activation", credential.id)
         ):
             return credential
         return self._proofing_credential(account_id)
@@ -427,7 +423,7 @@ class PortalService:
                 self.store.put("activation", ActivationCode(
                     code_hash=self._hash("activation", credential.id, code), credential_id=credential.id,
                     issued_ns=now, expires_ns=now + ACTIVATION_CODE_TTL_NS,
-                ))
+                ), owner=credential.id)
                 credential.state, credential.proofing_method = CredentialState.AWAITING_ACTIVATION, ProofingMethod.VIDEO
                 credential.activation_failures = 0
                 self.store.put("credential", credential, owner=credential.account_id)
@@ -462,7 +458,7 @@ class PortalService:
                         "not-awaiting-activation", f"nothing to activate (the credential is {credential.state.value})"
                     )
                 record.used_ns = now
-                self.store.put("activation", record)
+                self.store.put("activation", record, owner=credential.id)
                 credential.activation_failures = 0
                 self._activate(credential, now)
                 self.store.put("credential", credential, owner=account_id)

@@ -13,11 +13,11 @@ from vtoken.clock import (
     NS_PER_YEAR,
     Clock,
     SimulatedClock,
-    SystemClock,
     check_time_ns,
     exact_fraction,
     seconds_to_ns,
 )
+from host.wallclock import SystemClock
 from vtoken.errors import InvalidConfigError, InvalidTimeError
 
 TEN_YEARS_NS = 10 * NS_PER_YEAR

@@ -26,9 +26,6 @@ from portal.licensekey import ALPHABET, check_char, format_key, normalize_key
 from portal.messaging import MemorySender
 from portal.proofing import InstantProofingProvider, VideoAgent
 from portal.records import (
-    NS_PER_DAY,
-    NS_PER_HOUR,
-    NS_PER_SECOND,
     Account,
     AppPolicy,
     Credential,
@@ -57,7 +54,7 @@ from validator.importer import import_file
 from validator.sealing import Keyring, generate_master_key
 from validator.service import Reason, Validator
 from validator.store import SQLiteStore
-from vtoken.clock import SimulatedClock
+from vtoken.clock import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
 from vtoken.errors import PortalError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -29,9 +29,8 @@ from fractions import Fraction
 from operator import mul as _mul
 
 from validator.records import HistoryEntry
+from vtoken.clock import NS_PER_DAY, NS_PER_SECOND
 
-NS_PER_SECOND = 1_000_000_000
-NS_PER_DAY = 86_400 * NS_PER_SECOND
 PPB = 1_000_000_000
 
 #: Short-term fit: an observation's weight halves every this long into the past. The short-term
@@ -116,13 +115,9 @@ def fit(
         return None
     recent = history[-MAX_FIT_POINTS:]
     latest = recent[-1].at_ns
-    # Times in seconds before the latest observation, and the observed offsets in seconds
-    # (observed_offset_ns inlined: the same integers, so the same floats).
-    period_ns = period * NS_PER_SECOND
-    half_period_ns = period_ns // 2
-    t0_ns = t0 * NS_PER_SECOND
+    # Times in seconds before the latest observation, and the observed offsets in seconds.
     ts = [(h.at_ns - latest) / NS_PER_SECOND for h in recent]
-    offsets = [(t0_ns + h.step * period_ns + half_period_ns - h.at_ns) / NS_PER_SECOND for h in recent]
+    offsets = [observed_offset_ns(h.at_ns, h.step, period, t0) / NS_PER_SECOND for h in recent]
     prior = prior_rate_ppb / PPB
     offset, rate = _robust_line(ts, offsets, max(half_life_ns, 1) / NS_PER_SECOND, prior, period)
     _, long_rate = _robust_line(ts, offsets, max(long_half_life_ns, 1) / NS_PER_SECOND, prior, period)

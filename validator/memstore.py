@@ -37,8 +37,9 @@ from validator.store import (
     _check_int,
     _check_limit,
     _record_values,
+    duplicate_error,
 )
-from vtoken.errors import ConcurrentUpdateError, DuplicateTokenError, InvalidInputError, StorageError, UnknownTokenError
+from vtoken.errors import ConcurrentUpdateError, InvalidInputError, StorageError, UnknownTokenError
 
 __all__ = ["MemoryStore"]
 
@@ -183,14 +184,7 @@ class MemoryStore(TokenStore):
             twice = sorted(s for s, n in collections.Counter(serials).items() if n > 1)
             stored = sorted(s for s in set(serials) if s in self._tokens)
             if twice or stored:
-                parts = []
-                if twice:
-                    parts.append(f"appear more than once: {', '.join(twice)}")
-                if stored:
-                    parts.append(f"already in the store: {', '.join(stored)}")
-                raise DuplicateTokenError(
-                    set(twice) | set(stored), f"duplicate tokens ({'; '.join(parts)}); nothing was added"
-                )
+                raise duplicate_error(twice, stored)
             for record in records:
                 self._tokens[record.serial] = record
             self._events.extend(AuditEvent(serial, when, EVENT_ADDED, detail) for serial in serials)

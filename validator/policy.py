@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from vtoken.clock import NS_PER_DAY, NS_PER_SECOND
 from vtoken.errors import InvalidConfigError
-
-NS_PER_SECOND = 1_000_000_000
-NS_PER_DAY = 86_400 * NS_PER_SECOND
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,14 +18,14 @@ import dataclasses
 import enum
 from collections.abc import Callable
 
-from validator.drift import MAX_FIT_POINTS, DriftModel, fit, observed_offset_ns, predicted_step
+from validator.drift import MAX_FIT_POINTS, DriftModel, fit, predicted_step
 from validator.kernel import Backend, PreparedKey, get_backend
-from validator.policy import NS_PER_SECOND, Policy
+from validator.policy import Policy
 from validator.records import HistoryEntry, TokenRecord
 from validator.sealing import Keyring, unseal
 from validator.store import TokenStore
-from vtoken.clock import Clock
-from vtoken.errors import InvalidCodeError, InvalidSerialError
+from vtoken.clock import NS_PER_SECOND, Clock
+from vtoken.errors import InvalidCodeError, InvalidSerialError, UnknownTokenError
 from vtoken.oath import TokenKind, parse_code, time_step
 from vtoken.serialno import has_valid_check_digit, normalize
 
@@ -186,8 +186,6 @@ class Validator:
         return Result(False, Reason.UNKNOWN_SERIAL, f"unknown serial number {serial}", serial)
 
     def _unknown_error(self, serial: str) -> Exception:
-        from vtoken.errors import UnknownTokenError
-
         return UnknownTokenError(self._unknown(self._normalize(serial)).message)
 
     def _prepared(self, rec: TokenRecord) -> PreparedKey:
@@ -486,4 +484,4 @@ def _ceil_seconds(ns: int) -> int:
     return -(-ns // NS_PER_SECOND)
 
 
-__all__ = ["Reason", "Result", "TokenStatus", "Validator", "observed_offset_ns"]
+__all__ = ["Reason", "Result", "TokenStatus", "Validator"]

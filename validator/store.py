@@ -412,6 +412,16 @@ def _row_to_record(row: Sequence[object]) -> TokenRecord:
     )
 
 
+def duplicate_error(twice: Sequence[str], stored: Sequence[str]) -> DuplicateTokenError:
+    """The refusal of a batch with serials repeated in it (``twice``) or already stored (``stored``)."""
+    parts = []
+    if twice:
+        parts.append(f"appear more than once: {', '.join(sorted(twice))}")
+    if stored:
+        parts.append(f"already in the store: {', '.join(sorted(stored))}")
+    return DuplicateTokenError(set(twice) | set(stored), f"duplicate tokens ({'; '.join(parts)}); nothing was added")
+
+
 def _check_event(serial: str | None, at_ns: int, event: str, detail: str) -> None:
     if serial is not None and not isinstance(serial, str):
         raise InvalidInputError(f"event serial must be a string or None, not {type(serial).__name__}")
@@ -692,14 +702,7 @@ class SQLiteStore(TokenStore):
                         row[0] for row in conn.execute(f"SELECT serial FROM tokens WHERE serial IN ({marks})", chunk)
                     )
                 if twice or stored:
-                    parts = []
-                    if twice:
-                        parts.append(f"appear more than once: {', '.join(twice)}")
-                    if stored:
-                        parts.append(f"already in the store: {', '.join(sorted(stored))}")
-                    raise DuplicateTokenError(
-                        set(twice) | set(stored), f"duplicate tokens ({'; '.join(parts)}); nothing was added"
-                    )
+                    raise duplicate_error(twice, stored)
                 conn.executemany(_INSERT_TOKEN, rows)
                 conn.executemany(
                     "INSERT INTO events (serial, at_ns, event, detail) VALUES (?, ?, ?, ?)",

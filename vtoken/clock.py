@@ -3,8 +3,8 @@
 Time everywhere in vtoken is an integer number of nanoseconds since the Unix
 epoch. The core never reads the wall clock; it asks an injected :class:`Clock`.
 :class:`SimulatedClock` is the clock for tests and simulations (it moves only
-when told to); :class:`SystemClock` is the one edge adapter that reads the
-machine's clock, optionally sped up for interactive demonstrations.
+when told to). The one adapter that reads the machine's clock,
+:class:`host.wallclock.SystemClock`, lives at the edge with the CLI.
 
 The helpers :func:`exact_fraction`, :func:`check_time_ns` and
 :func:`seconds_to_ns` keep user-supplied numbers exact: a float such as
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import math
 import numbers
-import time
-from collections.abc import Callable
 from decimal import Decimal
 from fractions import Fraction
 from typing import Any, Protocol, runtime_checkable
@@ -24,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 from vtoken.errors import InvalidConfigError, InvalidInputError, InvalidTimeError
 
 NS_PER_SECOND = 1_000_000_000
+NS_PER_HOUR = 3_600 * NS_PER_SECOND
 SECONDS_PER_DAY = 86_400
 NS_PER_DAY = SECONDS_PER_DAY * NS_PER_SECOND
 #: A "year" in drift and battery figures: 365 days exactly.
@@ -151,44 +150,3 @@ class SimulatedClock:
 
     def __repr__(self) -> str:
         return f"SimulatedClock({self._now})"
-
-
-class SystemClock:
-    """The machine's clock, optionally running ``speed`` times faster (the edge adapter).
-
-    Time = ``start_ns`` (default: the wall clock at creation) + monotonic
-    elapsed time since creation × ``speed``. Using the monotonic clock for the
-    elapsed part means wall-clock steps (NTP, DST) never move it backwards.
-    ``wall`` and ``monotonic`` are injectable so tests need not sleep.
-    """
-
-    __slots__ = ("_monotonic", "_mono_start", "_speed", "_start")
-
-    def __init__(
-        self,
-        speed: float | Fraction | int | str = 1,
-        *,
-        start_ns: int | None = None,
-        wall: Callable[[], int] = time.time_ns,
-        monotonic: Callable[[], int] = time.monotonic_ns,
-    ) -> None:
-        rate = exact_fraction(speed, "clock speed", InvalidConfigError)
-        if rate <= 0:
-            raise InvalidConfigError(f"clock speed must be greater than 0, not {speed}")
-        self._speed = rate
-        self._monotonic = monotonic
-        self._start = check_time_ns(wall() if start_ns is None else start_ns, "start time")
-        self._mono_start = int(monotonic())
-
-    @property
-    def speed(self) -> Fraction:
-        """How many simulated seconds pass per real second."""
-        return self._speed
-
-    def now_ns(self) -> int:
-        """Start time plus scaled monotonic elapsed time (floored to an integer ns)."""
-        elapsed = int(self._monotonic()) - self._mono_start
-        return self._start + (elapsed * self._speed.numerator) // self._speed.denominator
-
-    def __repr__(self) -> str:
-        return f"SystemClock(speed={self._speed}, start_ns={self._start})"

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import click
 
-from host.timearg import NS_PER_SECOND, format_time_ns, parse_time_ns
+from host.timearg import format_time_ns, parse_time_ns
 from host.wallclock import wall_time_ns
 from firmware_sim.button import Button
 from firmware_sim.models import TokenKind
 from firmware_sim.statefile import load_token
 from validator.kernel import get_backend
-from vtoken.clock import SimulatedClock
+from vtoken.clock import NS_PER_SECOND, SimulatedClock
 from vtoken.errors import BatteryDeadError, InvalidInputError, InvalidTimeError
 from vtoken.oath import DEFAULT_PERIOD, DEFAULT_T0, format_code, parse_key, time_step
 

@@ -13,10 +13,10 @@ from firmware_sim.device import DeviceController
 from firmware_sim.statefile import load_token, locked, save_token, saved_time_ns
 from firmware_sim.token import Token
 from host.cli.options import exact_number
-from host.wallclock import wall_time_ns
+from host.wallclock import SystemClock, wall_time_ns
 from vserial.ports import Port, PtyPort, TcpPort, parse_host_port
 from vserial.server import DeviceServer
-from vtoken.clock import Clock, SimulatedClock, SystemClock
+from vtoken.clock import Clock, SimulatedClock
 from vtoken.errors import InvalidInputError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
