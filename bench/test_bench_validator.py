@@ -75,7 +75,7 @@ class _Token:
 
 @pytest.mark.parametrize("backend_name", ["c", "python"])
 def test_validator_check_memory_store(benchmark, backend_name: str) -> None:
-    """Validator.check with every rule and the drift refit; storage excluded (MemoryStore)."""
+    """Validator.check with every rule and the drift-state update; storage excluded (MemoryStore)."""
     try:
         backend = get_backend(backend_name)
     except Exception as exc:  # the C kernel may be missing

@@ -311,8 +311,11 @@ def test_show(cli: Cli) -> None:
     shown = ok(*cli.v("show", THIRD, "--at", DAY_S + 3_800)).output
     assert "type:         totp, sha1, 6 digits, 30 s, T0 0" in shown
     assert "registered:   yes" in shown
-    assert re.search(r"^offset:\s+\+0 steps \(\+0\.0 s\) at 2026-01-02T01:0", shown, re.MULTILINE), shown
-    assert re.search(r"^rate:\s+[+-]\d+\.\d\d ppm \(long-term\), [+-]\d+\.\d\d ppm \(recent\)$", shown, re.MULTILINE), shown
+    assert re.search(r"^offset:\s+\+0 steps \([+-]\d\.\d s ± \d+\.\d s\) at 2026-01-02T01:0", shown, re.MULTILINE), shown
+    assert re.search(r"^rate:\s+[+-]\d+\.\d\d ppm ± \d+\.\d\d ppm$", shown, re.MULTILINE), shown
+    assert re.search(r"^windows:\s+3 codes alone, \d+ codes with the next code$", shown, re.MULTILINE), shown
+    assert re.search(r"^false accept: 3\.0e-06 per guess alone, \d\.\de-\d\d per guessed next-code pair$", shown,
+                     re.MULTILINE), shown
     assert f"last step:    {(DAY_S + 3_600) // 30}" in shown
     assert "failures:     1 (resync 0)" in shown
     assert "locked:       no" in shown
@@ -344,9 +347,9 @@ def test_show_of_a_drifting_token(tmp_path: Path) -> None:
             (code,) = codes(fob, at + 30)
             ok(*c.v("check", serial, code, "--at", at + 30))
     shown = ok(*c.v("show", serial, "--at", at + 60)).output
-    rate = float(re.search(r"^rate:\s+([+-]\d+\.\d\d) ppm \(long-term\)", shown, re.MULTILINE).group(1))
+    rate = float(re.search(r"^rate:\s+([+-]\d+\.\d\d) ppm ± (\d+\.\d\d) ppm", shown, re.MULTILINE).group(1))
     assert 30 < rate < 50, shown
-    offset_s = float(re.search(r"^offset:\s+\+(\d+) steps \(\+(\d+\.\d) s\)", shown, re.MULTILINE).group(2))
+    offset_s = float(re.search(r"^offset:\s+\+(\d+) steps \(\+(\d+\.\d) s ±", shown, re.MULTILINE).group(2))
     truth = (at + 60 - MADE_S) * 40e-6
     assert abs(offset_s - truth) < 30, (offset_s, truth)
 

@@ -209,9 +209,9 @@ def _session(store: TokenStore, keyring: Keyring, sealed: dict[str, SealedSeed])
         clock.advance(60 * NS_PER_SECOND)
         out.append(v.check(totp_serial, "000000"))
     current = now_step()
-    out.append(v.check(totp_serial, code(current + 6)))  # next-code round
+    out.append(v.check(totp_serial, code(current + 3)))  # next-code round
     clock.advance(30 * NS_PER_SECOND)
-    out.append(v.check(totp_serial, code(current + 7)))
+    out.append(v.check(totp_serial, code(current + 4)))
     out.append(v.register(hotp_serial, code(3), code(4)))
     out.append(v.check(hotp_serial, code(7)))
     out.append(v.check(hotp_serial, code(7)))

@@ -90,13 +90,46 @@ def test_migrations_applied_once_and_recorded(db_path: Path, keyring: Keyring) -
 def test_an_appended_migration_runs_once(db_path: Path, keyring: Keyring, monkeypatch: pytest.MonkeyPatch) -> None:
     with SQLiteStore(db_path) as s:
         s.add_tokens(make_items(keyring, [1]))
-    extra = Migration(2, "a note column", ("ALTER TABLE tokens ADD COLUMN note TEXT NOT NULL DEFAULT ''",))
+    latest = MIGRATIONS[-1].version
+    extra = Migration(latest + 1, "a note column", ("ALTER TABLE tokens ADD COLUMN note TEXT NOT NULL DEFAULT ''",))
     monkeypatch.setattr(store_module, "MIGRATIONS", (*MIGRATIONS, extra))
     with SQLiteStore(db_path) as s:
-        assert [v for v, _, _ in s.applied_migrations()] == [1, 2]
+        assert [v for v, _, _ in s.applied_migrations()] == list(range(1, latest + 2))
         assert s.get(make_serial(1)) is not None
     with SQLiteStore(db_path) as s:  # reopening does not apply it again (ALTER TABLE would fail)
-        assert s.schema_version() == 2
+        assert s.schema_version() == latest + 1
+
+
+def test_a_version_2_database_upgrades_to_the_drift_state(
+    db_path: Path, keyring: Keyring, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Migration 3: a token fitted by the old model keeps its offset and rate, gains the prior's covariance."""
+    with monkeypatch.context() as m:
+        m.setattr(store_module, "MIGRATIONS", MIGRATIONS[:2])
+        with SQLiteStore(db_path) as s:
+            assert s.schema_version() == 2
+    raw = sqlite3.connect(db_path)
+    for params, sealed in make_items(keyring, [1, 2]):
+        raw.execute(
+            "INSERT INTO tokens (serial, kind, algorithm, digits, period, t0, counter, drift_steps, has_check_digit, "
+            "seed_key_id, seed_nonce, seed_ciphertext) VALUES (?, 'totp', 'sha1', 6, 30, 0, 0, 0, 1, ?, ?, ?)",
+            (params.serial, sealed.key_id, sealed.nonce, sealed.ciphertext),
+        )
+    raw.execute(
+        "UPDATE tokens SET registered = 1, last_step = 7, drift_anchor_ns = 5, drift_offset_ns = -2000000000, "
+        "drift_rate_ppb = 12000, drift_long_rate_ppb = 11000 WHERE serial = ?",
+        (make_serial(1),),
+    )
+    raw.commit()
+    raw.close()
+    with SQLiteStore(db_path) as s:
+        assert s.schema_version() == 3
+        fitted, fresh = s.get(make_serial(1)), s.get(make_serial(2))
+    assert (fitted.drift_anchor_ns, fitted.drift_offset_ns, fitted.drift_rate_ppb) == (5, -2_000_000_000, 12_000)
+    assert fitted.drift_var_offset == pytest.approx(30 * 30 / 12 + 9)
+    assert fitted.drift_var_rate == pytest.approx((50 / 3**0.5 * 1e-6) ** 2)
+    assert fitted.drift_cov == 0.0 and fitted.pending_at_ns == 0
+    assert fresh.drift_anchor_ns is None and fresh.drift_var_offset == 0.0 and fresh.drift_var_rate == 0.0
 
 
 def test_a_newer_schema_is_refused(db_path: Path) -> None:

@@ -1,86 +1,187 @@
-"""The drift model: predict a token's clock offset from the history of its codes.
+"""The drift model: a token's clock as a state with its uncertainty, updated in O(1) per code.
 
-Every accepted code is an observation: at true time ``t`` the token showed step
-``s``, so its clock read somewhere in ``[t0 + s·P, t0 + (s+1)·P)`` and its offset
-(token minus true time) lay in ``[t0 + s·P − t, t0 + (s+1)·P − t)``. We take the
-middle of that interval (an error of at most ``P/2``) and fit a line,
-``offset(t) = offset_at_anchor + rate · (t − anchor)``, by weighted least
-squares, the weight of an observation halving every ``half_life`` into the
-past. Recent observations dominate, so the rate follows a crystal whose
-temperature changes with the seasons (at 0 °C a watch crystal runs 21 ppm
-slower than at 25 °C); older ones still steady the slope against the ±P/2
-quantisation. Then the single worst observation is dropped and the line refitted
-if it lies more than one period off, which makes the fit robust to one outlier
-(a code typed long after it was shown, a clock set by hand).
+The state is the token's clock offset θ (token minus true time, in s) and rate
+r (s/s, + = the token runs fast), with a 2×2 covariance. It is a Kalman filter
+on the model every clock-discipline text starts from::
 
-The fit is done in floating point (IEEE 754 double, the same on every
-machine); the model it yields is stored as integers: ns and parts per billion.
+    θ(t + Δ) = θ(t) + r·Δ        r(t + Δ) = r(t) + w,   w ~ N(0, q·Δ)
 
-A five-year simulation (``python -m tests.drift_scenario``) chose the default
-half-life of 14 days: 7 and 20 days gave similar errors, 40 and 80 days twice
-the error, a Theil–Sen fit over 120 days 60 % more.
+**Measurement.** A code for step ``s`` typed at true time ``t`` says the token
+read somewhere in ``[t0 + s·P, t0 + (s+1)·P)`` when the code was shown, a few
+seconds before ``t``. We observe the middle of that interval minus ``t``; its
+error is the quantisation, uniform over one step (variance P²/12), plus the
+spread of the typing delay. The mean typing delay is absorbed into θ, which is
+what the validator needs: the step a user *types*, not the step the token shows
+at the same instant.
+
+**Prior.** A new token's rate is 0 ± :data:`RATE_PRIOR_SIGMA_PPM` (the
+tolerance of a 32 kHz watch crystal, ±20 ppm at 25 °C, plus temperature and
+aging: the spread of a uniform ±50 ppm). So two codes a day apart, which carry
+±15 s of quantisation each (±170 ppm over a day), move the rate only as far as
+that evidence outweighs the prior; a month of use pins it to a ppm.
+
+**Process noise.** Temperature and aging change the rate: a car's seasons move
+a crystal between 0 and −14 ppm over months, aging adds 1–3 ppm a year. Both
+are modelled as a random walk of the rate, :data:`RATE_WALK_PPM_PER_SQRT_YEAR`.
+The offset's predicted variance therefore grows with idle time Δ as
+``P_θθ + 2Δ·P_θr + Δ²·P_rr + q·Δ³/3``: after a year in a drawer the model
+knows it is unsure, and the next-code window (see :mod:`validator.service`)
+widens with exactly that.
+
+What we took from chrony and NTP, and why:
+
+* chrony's ``sourcestats`` fits offset and frequency by weighted regression and
+  keeps the *skew* (the frequency's error bound) next to the estimate, so the
+  dispersion of a prediction grows with the time since the last sample. The
+  Kalman covariance is the same idea in recursive form: ``P_rr`` is the skew²,
+  and the growth of ``P_θθ`` with Δ is chrony's dispersion. Recursion keeps the
+  check path O(1): no history is read to decide.
+* chrony's runs test drops old samples when the residuals show a trend the
+  model does not explain. Its recursive counterpart here is the innovation
+  test: an observation whose innovation exceeds :data:`GATE_SIGMAS` standard
+  deviations is weighted down (Huber) when it comes alone, since it is most
+  likely a code typed late; when two consecutive codes confirm it (a next-code
+  round), the offset's variance is raised until the innovation sits on the
+  gate, so the model follows a clock that really moved instead of arguing with
+  it, and the rate is left to the codes that follow (a resync does the same).
+* NTP's clock discipline (RFC 5905 §11.3) mixes a phase-locked loop at short
+  poll intervals with a frequency-locked loop at long ones. The Kalman gain
+  does this by itself: an observation soon after the last one mostly corrects
+  the offset; one after a long gap mostly corrects the rate. NTP's frequency
+  clamp (500 ppm) becomes the prior and :data:`MAX_RATE_PPB`.
+
+Aging as a third state did not earn its keep: over the five-year field
+scenario (``python -m tests.drift_scenario``) the temperature-driven rate
+changes are ten times larger than aging, which the rate random walk absorbs.
+
+The filter runs in IEEE 754 double precision (the same on every machine); the
+stored state is the offset in ns and the rate in ppb as integers, and the
+covariance as three doubles.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
-from fractions import Fraction
-from operator import mul as _mul
+import functools
+import math
+from typing import NamedTuple
 
-from validator.records import HistoryEntry
-from vtoken.clock import NS_PER_DAY, NS_PER_SECOND
+from vtoken.clock import NS_PER_SECOND, NS_PER_YEAR
 
 PPB = 1_000_000_000
+PPM = 1_000_000
 
-#: Short-term fit: an observation's weight halves every this long into the past. The short-term
-#: rate is trusted this far ahead of the last observation.
-DEFAULT_HALF_LIFE_NS = 14 * NS_PER_DAY
-#: Long-term fit: the half-life over which seasons average out; its rate is used beyond the short horizon.
-LONG_HALF_LIFE_NS = 180 * NS_PER_DAY
-#: With no two observations this far apart, the rate is not fitted (quantisation would swamp it).
-MIN_BASELINE_NS = NS_PER_DAY
-#: At most this many recent observations are fitted: beyond them the short fit's weights are
-#: negligible and the long fit already spans well over a year of weekly use. It bounds the cost
-#: of the refit after each accepted code (the five-year scenario gives the same accuracy as 200).
-MAX_FIT_POINTS = 64
-#: Outlier removal needs at least this many observations.
-MIN_POINTS_FOR_OUTLIER = 4
-#: A fitted rate is clamped to what a working watch crystal can do (± this many ppb).
+#: The rate prior's standard deviation (ppm): a uniform ±50 ppm crystal error has σ = 50/√3.
+RATE_PRIOR_SIGMA_PPM = 50 / math.sqrt(3)
+#: Temperature and aging as a random walk of the rate: its standard deviation after one year (ppm).
+RATE_WALK_PPM_PER_SQRT_YEAR = 3.0
+#: Short-term wander of the offset (daily temperature cycles, the moment of the day a code is typed) as a
+#: random walk: its standard deviation after one day (s).
+OFFSET_WALK_S_PER_SQRT_DAY = 0.5
+#: The spread (standard deviation) of the delay between a code being shown and it being typed (s).
+TYPING_SIGMA_S = 3.0
+#: An innovation beyond this many standard deviations is weighted down (alone) or widens the state (confirmed).
+GATE_SIGMAS = 3.0
+#: A resync keeps the rate but widens its standard deviation by this factor, plus :data:`RESYNC_RATE_SIGMA_PPM`.
+RESYNC_RATE_WIDEN = 2.0
+RESYNC_RATE_SIGMA_PPM = 5.0
+#: The rate estimate is clamped to what a working watch crystal can do (± this many ppb).
 MAX_RATE_PPB = 200_000
+
+_S = float(NS_PER_SECOND)
+_YEAR_S = NS_PER_YEAR / NS_PER_SECOND
+_DAY_S = 86_400.0
 
 
 @dataclasses.dataclass(frozen=True)
-class DriftModel:
-    """A token's clock: offset (ns) at an anchor time, and its rates (ppb, + = token runs fast).
+class DriftParams:
+    """The filter's noise model; the defaults are the module constants."""
 
-    ``rate_ppb`` is the recent rate, followed for ``horizon_ns`` after the anchor;
-    beyond that the clock is extrapolated at ``long_rate_ppb``, the rate over
-    months, in which the seasons' temperatures average out.
+    rate_prior_sigma_ppm: float = RATE_PRIOR_SIGMA_PPM
+    rate_walk_ppm_per_sqrt_year: float = RATE_WALK_PPM_PER_SQRT_YEAR
+    typing_sigma_s: float = TYPING_SIGMA_S
+    gate_sigmas: float = GATE_SIGMAS
+    offset_walk_s_per_sqrt_day: float = OFFSET_WALK_S_PER_SQRT_DAY
+
+    @functools.cached_property
+    def rate_prior_var(self) -> float:
+        """The rate prior's variance, (s/s)²."""
+        return (self.rate_prior_sigma_ppm / PPM) ** 2
+
+    @functools.cached_property
+    def rate_walk_q(self) -> float:
+        """The rate random walk's spectral density, (s/s)² per second."""
+        return (self.rate_walk_ppm_per_sqrt_year / PPM) ** 2 / _YEAR_S
+
+    @functools.cached_property
+    def offset_walk_q(self) -> float:
+        """The offset random walk's spectral density, s² per second."""
+        return self.offset_walk_s_per_sqrt_day**2 / _DAY_S
+
+    @functools.cached_property
+    def typing_var(self) -> float:
+        """The typing delay's variance, s²."""
+        return self.typing_sigma_s**2
+
+    @functools.cached_property
+    def gate2(self) -> float:
+        """The innovation gate, squared (in standard deviations²)."""
+        return self.gate_sigmas**2
+
+    def measurement_var(self, period: int) -> float:
+        """Variance (s²) of one observed offset: quantisation over one step plus typing spread."""
+        return period * period / 12.0 + self.typing_var
+
+
+DEFAULT_PARAMS = DriftParams()
+
+
+class Prediction(NamedTuple):
+    """The predicted offset at one instant: mean (ns) and standard deviation (s)."""
+
+    offset_ns: int
+    sigma_s: float
+
+
+class ClockState(NamedTuple):
+    """A token's clock at true time ``anchor_ns``: offset (ns), rate (ppb), and their covariance.
+
+    ``var_offset`` is in s², ``cov`` in s (offset s × rate s/s), ``var_rate`` in (s/s)².
+    An immutable value (a named tuple: cheap to make on every check).
     """
 
     anchor_ns: int
     offset_ns: int
     rate_ppb: int = 0
-    long_rate_ppb: int = 0
-    horizon_ns: int = DEFAULT_HALF_LIFE_NS
+    var_offset: float = 0.0
+    cov: float = 0.0
+    var_rate: float = 0.0
+
+    @property
+    def rate_ppm(self) -> float:
+        """The rate in ppm."""
+        return self.rate_ppb / 1000
+
+    @property
+    def rate_sigma_ppm(self) -> float:
+        """The rate's standard deviation in ppm."""
+        return math.sqrt(max(0.0, self.var_rate)) * PPM
 
     def offset_at(self, at_ns: int) -> int:
-        """The predicted offset (token minus true time) at true time ``at_ns``."""
-        elapsed = at_ns - self.anchor_ns
-        near = max(-self.horizon_ns, min(self.horizon_ns, elapsed))
-        far = elapsed - near
-        return self.offset_ns + (near * self.rate_ppb + far * self.long_rate_ppb) // PPB
+        """The predicted offset (token minus true time, ns) at true time ``at_ns``."""
+        return self.offset_ns + (at_ns - self.anchor_ns) * self.rate_ppb // PPB
 
-    @property
-    def rate_ppm(self) -> Fraction:
-        """The recent rate in ppm."""
-        return Fraction(self.rate_ppb, 1000)
+    def predict(self, at_ns: int, params: DriftParams = DEFAULT_PARAMS) -> Prediction:
+        """The offset at ``at_ns`` with its standard deviation (process noise included for Δ > 0)."""
+        return Prediction(self.offset_at(at_ns), math.sqrt(self.offset_var_at(at_ns, params)))
 
-    @property
-    def long_rate_ppm(self) -> Fraction:
-        """The long-term rate in ppm."""
-        return Fraction(self.long_rate_ppb, 1000)
+    def offset_var_at(self, at_ns: int, params: DriftParams = DEFAULT_PARAMS) -> float:
+        """The predicted offset's variance (s²) at ``at_ns``."""
+        dt = (at_ns - self.anchor_ns) / _S
+        var = self.var_offset + 2.0 * dt * self.cov + dt * dt * self.var_rate
+        if dt > 0:
+            var += params.rate_walk_q * dt * dt * dt / 3.0 + params.offset_walk_q * dt
+        return max(var, 0.0)
 
 
 def observed_offset_ns(at_ns: int, step: int, period: int, t0: int) -> int:
@@ -89,89 +190,127 @@ def observed_offset_ns(at_ns: int, step: int, period: int, t0: int) -> int:
     return step_start_ns + period * NS_PER_SECOND // 2 - at_ns
 
 
-def predicted_step(model: DriftModel, at_ns: int, period: int, t0: int) -> int:
-    """The step the token shows at true time ``at_ns`` according to ``model``."""
-    device_ns = at_ns + model.offset_at(at_ns)
-    return max(0, (device_ns - t0 * NS_PER_SECOND) // (period * NS_PER_SECOND))
+def initial_state(
+    at_ns: int, step: int, period: int, t0: int, params: DriftParams = DEFAULT_PARAMS
+) -> ClockState:
+    """A new token's state from its first observed step: offset as observed, rate from the prior."""
+    return ClockState(
+        anchor_ns=at_ns,
+        offset_ns=observed_offset_ns(at_ns, step, period, t0),
+        rate_ppb=0,
+        var_offset=params.measurement_var(period),
+        cov=0.0,
+        var_rate=params.rate_prior_var,
+    )
 
 
-def fit(
-    history: Sequence[HistoryEntry],
+def update(
+    state: ClockState,
+    at_ns: int,
+    step: int,
     period: int,
     t0: int,
     *,
-    half_life_ns: int = DEFAULT_HALF_LIFE_NS,
-    long_half_life_ns: int = LONG_HALF_LIFE_NS,
-    prior_rate_ppb: int = 0,
-) -> DriftModel | None:
-    """Fit a :class:`DriftModel` to the observations in ``history`` (ascending time).
+    confirmed: bool = False,
+    params: DriftParams = DEFAULT_PARAMS,
+) -> ClockState:
+    """The state after observing ``step`` typed at ``at_ns``.
 
-    Two weighted fits: a short one (``half_life_ns``) for the offset and the
-    recent rate, a long one (``long_half_life_ns``) for the long-term rate.
-    With no pair of observations :data:`MIN_BASELINE_NS` apart, the rates stay
-    ``prior_rate_ppb``. Returns ``None`` for an empty history.
+    ``confirmed``: the step is backed by a second consecutive code, so a large
+    innovation means the clock really moved: the predicted covariance is scaled
+    to fit it. Otherwise a large innovation (most likely a late-typed code) is
+    weighted down.
     """
-    if not history:
-        return None
-    recent = history[-MAX_FIT_POINTS:]
-    latest = recent[-1].at_ns
-    # Times in seconds before the latest observation, and the observed offsets in seconds.
-    ts = [(h.at_ns - latest) / NS_PER_SECOND for h in recent]
-    offsets = [observed_offset_ns(h.at_ns, h.step, period, t0) / NS_PER_SECOND for h in recent]
-    prior = prior_rate_ppb / PPB
-    offset, rate = _robust_line(ts, offsets, max(half_life_ns, 1) / NS_PER_SECOND, prior, period)
-    _, long_rate = _robust_line(ts, offsets, max(long_half_life_ns, 1) / NS_PER_SECOND, prior, period)
-    return DriftModel(
-        anchor_ns=latest,
-        offset_ns=round(offset * NS_PER_SECOND),
+    dt = (at_ns - state.anchor_ns) / _S
+    # Predict: F = [[1, dt], [0, 1]], Q = q·[[dt³/3, dt²/2], [dt²/2, dt]] (for dt > 0).
+    p00 = state.var_offset + 2.0 * dt * state.cov + dt * dt * state.var_rate
+    p01 = state.cov + dt * state.var_rate
+    p11 = state.var_rate
+    if dt > 0:
+        q = params.rate_walk_q
+        p00 += q * dt * dt * dt / 3.0 + params.offset_walk_q * dt
+        p01 += q * dt * dt / 2.0
+        p11 += q * dt
+    predicted_ns = state.offset_at(at_ns)
+    rate = state.rate_ppb / PPB
+    # Observe: H = [1, 0].
+    r = params.measurement_var(period)
+    innovation = (observed_offset_ns(at_ns, step, period, t0) - predicted_ns) / _S
+    nu2 = innovation * innovation
+    if not confirmed and innovation < 0 and nu2 > params.gate2 * r:
+        # The token looks further behind than the typing spread allows: the code may have been typed
+        # late (a code is never typed before it is shown). Count that lateness as noise, so the state
+        # keeps the doubt and the next windows cover both readings.
+        r += nu2
+    s = p00 + r
+    gate2 = params.gate2 * s
+    if nu2 > gate2:
+        if confirmed:
+            # A step of the clock the model did not foresee (set by hand, a drift it missed): raise the
+            # offset's variance until the innovation sits on the gate. The rate learns from later codes.
+            p00 += nu2 / params.gate2 - s
+            s = p00 + r
+        else:
+            # Huber: beyond the gate the observation counts as if its noise were larger.
+            s = s * math.sqrt(nu2 / gate2)
+            r = s - p00
+    k0 = p00 / s
+    k1 = p01 / s
+    offset_s = innovation * k0
+    rate += innovation * k1
+    # Joseph-free form is stable here: 2×2, well-conditioned, and P stays symmetric by construction.
+    n00 = (1.0 - k0) * p00
+    n01 = (1.0 - k0) * p01
+    n11 = p11 - k1 * p01
+    return ClockState(
+        anchor_ns=at_ns,
+        offset_ns=predicted_ns + round(offset_s * _S),
         rate_ppb=_clamp_rate(rate),
-        long_rate_ppb=_clamp_rate(long_rate),
-        horizon_ns=half_life_ns,
+        var_offset=max(n00, 0.0),
+        cov=n01,
+        var_rate=max(n11, 0.0),
     )
+
+
+def resync(
+    state: ClockState, at_ns: int, step: int, period: int, t0: int, params: DriftParams = DEFAULT_PARAMS
+) -> ClockState:
+    """Re-anchor the offset on a two-code resync; keep the rate with its uncertainty widened.
+
+    A resync may follow a clock set by hand or a drift the model missed: the
+    offset is taken from the pair alone, the rate learnt so far is kept (it is
+    still the crystal's), and its standard deviation is widened so the next
+    codes can correct it quickly.
+    """
+    widened = (RESYNC_RATE_WIDEN**2) * state.var_rate + (RESYNC_RATE_SIGMA_PPM / PPM) ** 2
+    return ClockState(
+        anchor_ns=at_ns,
+        offset_ns=observed_offset_ns(at_ns, step, period, t0),
+        rate_ppb=state.rate_ppb,
+        var_offset=params.measurement_var(period),
+        cov=0.0,
+        var_rate=min(widened, params.rate_prior_var),
+    )
+
+
+def predicted_step(state: ClockState, at_ns: int, period: int, t0: int) -> int:
+    """The step the token shows (as typed) at true time ``at_ns`` according to ``state``."""
+    device_ns = at_ns + state.offset_at(at_ns)
+    return max(0, (device_ns - t0 * NS_PER_SECOND) // (period * NS_PER_SECOND))
 
 
 def _clamp_rate(rate: float) -> int:
     return max(-MAX_RATE_PPB, min(MAX_RATE_PPB, round(rate * PPB)))
 
 
-def _robust_line(
-    ts: list[float], offsets: list[float], half_life_s: float, prior_rate: float, period: int
-) -> tuple[float, float]:
-    """The weighted line, refitted without its worst point when that lies more than a period off."""
-    # An observation's weight depends only on its own time, so the refit reuses the weights.
-    weights = [2.0 ** (t / half_life_s) for t in ts]
-    offset, rate = _weighted_line(ts, offsets, weights, prior_rate)
-    if len(ts) >= MIN_POINTS_FOR_OUTLIER:
-        residuals = [abs(o - (offset + rate * t)) for t, o in zip(ts, offsets)]
-        worst = residuals.index(max(residuals))  # the first of the largest
-        if residuals[worst] > period:
-            offset, rate = _weighted_line(
-                _without(ts, worst), _without(offsets, worst), _without(weights, worst), prior_rate
-            )
-    return offset, rate
-
-
-def _without(values: list[float], index: int) -> list[float]:
-    return values[:index] + values[index + 1 :]
-
-
-def _weighted_line(
-    ts: list[float], offsets: list[float], weights: list[float], prior_rate: float
-) -> tuple[float, float]:
-    """Offset at t = 0 and rate of the weighted least-squares line through ``(ts, offsets)`` (t <= 0).
-
-    The sums run over the same products in the same order as a plain loop would
-    (``sum`` of ``map(mul, ...)``), so the result is the same to the last bit.
-    """
-    total = sum(weights)
-    mean_t = sum(map(_mul, weights, ts)) / total
-    mean_o = sum(map(_mul, weights, offsets)) / total
-    spread = ts[-1] - ts[0]
-    if len(ts) < 2 or spread < MIN_BASELINE_NS / NS_PER_SECOND:
-        return mean_o - prior_rate * mean_t, prior_rate
-    dts = [t - mean_t for t in ts]
-    weighted_dts = list(map(_mul, weights, dts))  # w * (t - mean_t)
-    s_tt = sum(map(_mul, weights, [d**2 for d in dts]))  # w * (t - mean_t) ** 2
-    s_to = sum(map(_mul, weighted_dts, [o - mean_o for o in offsets]))  # w * (t - mean_t) * (o - mean_o)
-    rate = s_to / s_tt if s_tt > 0 else prior_rate
-    return mean_o - rate * mean_t, rate
+__all__ = [
+    "DEFAULT_PARAMS",
+    "ClockState",
+    "DriftParams",
+    "Prediction",
+    "initial_state",
+    "observed_offset_ns",
+    "predicted_step",
+    "resync",
+    "update",
+]

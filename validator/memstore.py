@@ -23,13 +23,15 @@ import contextlib
 import dataclasses
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
-from validator.records import HistoryEntry, SealedSeed, TokenParams, TokenRecord
+from validator.records import HistoryEntry, SealedSeed, TokenParams, TokenRecord, evolve
 from validator.sealing import Keyring, MasterKey, seal, unseal
 from validator.store import (
     EVENT_ADDED,
     EVENT_REKEY,
+    INT64_MAX,
+    INT64_MIN,
     AuditEvent,
     StoreTransaction,
     TokenStore,
@@ -37,6 +39,7 @@ from validator.store import (
     _check_int,
     _check_limit,
     _record_values,
+    check_state,
     duplicate_error,
 )
 from vtoken.errors import ConcurrentUpdateError, InvalidInputError, StorageError, UnknownTokenError
@@ -79,9 +82,13 @@ class _MemoryTransaction(StoreTransaction):
         store = self._s()
         serial = record.serial
         _check_int("expected version", expected_version, serial)
-        new = dataclasses.replace(record, version=expected_version + 1)
-        _record_values(new)  # the same validation SQLite applies
+        new = record if record.version == expected_version + 1 else evolve(record, version=expected_version + 1)
         old = store._tokens.get(serial)
+        # The same validation SQLite applies; parameters and seed only when they changed.
+        if old is not None and new.params is old.params and new.sealed is old.sealed:
+            check_state(new)
+        else:
+            _record_values(new)
         if old is None:
             raise UnknownTokenError(f"no token with serial {serial}")
         if old.version != expected_version:
@@ -94,13 +101,17 @@ class _MemoryTransaction(StoreTransaction):
 
     def add_history(self, serial: str, entry: HistoryEntry) -> None:
         store = self._s()
-        _check_int("history time", entry.at_ns, serial)
-        _check_int("history step", entry.step, serial)
-        if not isinstance(entry.event, str) or not entry.event:
+        at_ns, step, event = entry.at_ns, entry.step, entry.event
+        if not (type(at_ns) is int and type(step) is int and INT64_MIN <= at_ns <= INT64_MAX
+                and INT64_MIN <= step <= INT64_MAX):
+            _check_int("history time", at_ns, serial)
+            _check_int("history step", step, serial)
+        if type(event) is not str or not event:
             raise InvalidInputError("a history entry needs a non-empty event name")
         if serial not in store._tokens:
             raise UnknownTokenError(f"no token with serial {serial}")
-        entry = HistoryEntry(entry.at_ns, entry.step, entry.event)
+        if type(entry) is not HistoryEntry:
+            entry = HistoryEntry(at_ns, step, event)
         store._insert_history(serial, entry)
         self._undo.append(("history", serial, entry))
 
@@ -114,6 +125,73 @@ class _MemoryTransaction(StoreTransaction):
         store._events.append(AuditEvent(serial=serial, at_ns=at_ns, event=event, detail=detail))
 
 
+class _MemoryTransactionContext:
+    """``with store.transaction() as tx``: a class, not a generator, since it runs on every check."""
+
+    __slots__ = ("_store", "_tx", "_in_batch")
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._tx: _MemoryTransaction | None = None
+        self._in_batch = False
+
+    def __enter__(self) -> StoreTransaction:
+        store = self._store
+        me = threading.get_ident()
+        self._in_batch = store._batch_owner == me
+        if not self._in_batch:
+            store._lock.acquire()
+        tx = _MemoryTransaction(store)
+        self._tx = tx
+        store._tx, store._owner = tx, me
+        return tx
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        store, tx = self._store, self._tx
+        try:
+            if tx is not None:
+                if exc_type is not None:
+                    tx._rollback()
+                elif self._in_batch:
+                    store._batch_undo.append(list(tx._undo))  # undone if the batch fails
+        finally:
+            if tx is not None:
+                tx._store = None
+            store._tx, store._owner = None, None
+            if not self._in_batch:
+                store._lock.release()
+
+
+class _MemoryBatch:
+    """``with store.batch()``: the lock held across many transactions, all undone if the block raises."""
+
+    __slots__ = ("_store",)
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def __enter__(self) -> None:
+        store = self._store
+        store._check_open()
+        me = threading.get_ident()
+        if store._batch_owner == me or (store._tx is not None and store._owner == me):
+            raise StorageError("a transaction is already open on this store")
+        store._lock.acquire()
+        store._batch_owner, store._batch_undo = me, []
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        store = self._store
+        try:
+            if exc_type is not None:
+                for undo in reversed(store._batch_undo):
+                    tx = _MemoryTransaction(store)
+                    tx._undo = undo
+                    tx._rollback()
+        finally:
+            store._batch_owner, store._batch_undo = None, []
+            store._lock.release()
+
+
 class MemoryStore(TokenStore):
     """A :class:`TokenStore` held in this process's memory (nothing is durable)."""
 
@@ -124,6 +202,8 @@ class MemoryStore(TokenStore):
         self._lock = threading.Lock()
         self._tx: _MemoryTransaction | None = None
         self._owner: int | None = None
+        self._batch_owner: int | None = None
+        self._batch_undo: list[list[tuple]] = []
         self._closed = False
 
     def _check_open(self) -> None:
@@ -140,23 +220,16 @@ class MemoryStore(TokenStore):
 
     # -- transactions ---------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[StoreTransaction]:
+    def transaction(self) -> contextlib.AbstractContextManager[StoreTransaction]:
         """Take the store's lock, yield a transaction, keep its changes or undo them if the block raises."""
         self._check_open()
         if self._tx is not None and self._owner == threading.get_ident():
             raise StorageError("a transaction is already open on this store")
-        with self._lock:
-            tx = _MemoryTransaction(self)
-            self._tx, self._owner = tx, threading.get_ident()
-            try:
-                yield tx
-            except BaseException:
-                tx._rollback()
-                raise
-            finally:
-                tx._store = None
-                self._tx, self._owner = None, None
+        return _MemoryTransactionContext(self)
+
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Hold the lock across many transactions; undo them all if the block raises (nothing is durable)."""
+        return _MemoryBatch(self)
 
     # -- tokens -------------------------------------------------------------------------------------
 

@@ -21,15 +21,16 @@ class Policy:
     sync_window_ns: int = NS_PER_DAY
     #: Registration and resync search this many counters ahead (HOTP).
     hotp_sync_lookahead: int = 1000
-    #: A TOTP code is accepted alone within ± this many steps of the predicted step.
+    #: A TOTP code is accepted alone within ± this many steps of the predicted step (3 codes).
     verify_window: int = 1
-    #: Further out, up to ± this many steps, a match asks for the next code.
-    next_code_window: int = 10
-    #: The next-code window widens by the drift an unmodelled crystal error of this size
-    #: could have built up since the token was last used.
-    widen_ppm: int = 30
-    #: The next-code window never exceeds ± this many steps.
-    max_next_code_window: int = 120
+    #: Further out, a match asks for the next code within the prediction's interval of ± this many
+    #: standard deviations (see :mod:`validator.drift`) ...
+    next_code_sigmas: int = 5
+    #: ... widened on the late side by this much: a code may be typed well after it was shown ...
+    late_typing_s: int = 90
+    #: ... and never narrower than ± this many steps, nor wider than ± this many.
+    min_next_code_window: int = 3
+    max_next_code_window: int = 720
     #: The next code must arrive within this time of the request for it.
     next_code_timeout_ns: int = 5 * 60 * NS_PER_SECOND
     #: A HOTP code is accepted within this many counters after the last one.
@@ -40,26 +41,19 @@ class Policy:
     max_resync_failures: int = 5
     #: After the n-th consecutive failure, no check is attempted for n times this long (RFC 4226 §7.3).
     failure_delay_ns: int = NS_PER_SECOND
-    #: The drift model weighs an observation half as much for every this long in the past.
-    drift_half_life_ns: int = 14 * NS_PER_DAY
-    #: ... and for the long-term rate (over which seasons average out), this long.
-    drift_long_half_life_ns: int = 180 * NS_PER_DAY
 
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             value = getattr(self, field.name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise InvalidConfigError(f"policy {field.name} must be a non-negative integer, not {value!r}")
-        if self.next_code_window < self.verify_window:
-            raise InvalidConfigError("the next-code window must be at least the verification window")
+        if not self.verify_window < self.min_next_code_window <= self.max_next_code_window:
+            raise InvalidConfigError(
+                "the next-code window must be wider than the verification window, and its minimum at most its maximum"
+            )
         if self.max_failures < 1 or self.max_resync_failures < 1:
             raise InvalidConfigError("lockout thresholds must be at least 1")
 
     def sync_window_steps(self, period: int) -> int:
         """The registration window in steps of ``period`` seconds."""
         return max(1, self.sync_window_ns // (period * NS_PER_SECOND))
-
-    def next_code_steps(self, period: int, idle_ns: int) -> int:
-        """The next-code window in steps, widened with the time since the last use."""
-        widen = idle_ns * self.widen_ppm // (1_000_000 * period * NS_PER_SECOND)
-        return min(self.max_next_code_window, self.next_code_window + widen)

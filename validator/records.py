@@ -2,8 +2,8 @@
 
 A :class:`TokenRecord` is one row of the token store: the token's parameters,
 its sealed (encrypted) seed, and its synchronisation state. The drift model is
-kept as an anchor point and a rate, refitted from the history of matched steps
-after every accepted code (see :mod:`validator.drift`).
+kept as a clock state with its covariance, updated in O(1) from each accepted
+code (see :mod:`validator.drift`): the check path never reads the history.
 """
 
 from __future__ import annotations
@@ -56,13 +56,15 @@ class TokenRecord:
     registered: bool = False
     #: Last accepted TOTP step or HOTP counter; a code at or before it is a replay.
     last_step: int | None = None
-    #: Drift model: the token's offset (device minus true time) at ``drift_anchor_ns``,
-    #: and its rate in parts per billion of true time.
+    #: Drift model (:class:`validator.drift.ClockState`): the token's offset (device minus true
+    #: time) at ``drift_anchor_ns``, its rate in parts per billion of true time, and their
+    #: covariance (offset variance in s², offset-rate covariance in s, rate variance).
     drift_anchor_ns: int | None = None
     drift_offset_ns: int = 0
     drift_rate_ppb: int = 0
-    #: The rate over a long span (months), used beyond the short-term horizon.
-    drift_long_rate_ppb: int = 0
+    drift_var_offset: float = 0.0
+    drift_cov: float = 0.0
+    drift_var_rate: float = 0.0
     #: True time of the last accepted code (for the idle-time window widening).
     last_used_ns: int | None = None
     failures: int = 0
@@ -74,6 +76,8 @@ class TokenRecord:
     #: HOTP/TOTP: a match in the wide window awaiting the next code (step number), if any.
     pending_step: int | None = None
     pending_until_ns: int = 0
+    #: True time the code that started the next-code round was typed.
+    pending_at_ns: int = 0
     version: int = 0
 
     @property
@@ -90,3 +94,21 @@ class HistoryEntry:
     step: int
     #: What happened: "register", "resync", "accept".
     event: str
+
+
+_RECORD_FIELDS = frozenset(f.name for f in dataclasses.fields(TokenRecord))
+
+
+def evolve(record: TokenRecord, **changes: object) -> TokenRecord:
+    """``record`` with ``changes``: :func:`dataclasses.replace` for the check path, without its cost.
+
+    A :class:`TokenRecord` has no ``__post_init__``; the stores validate every value they write.
+    """
+    unknown = changes.keys() - _RECORD_FIELDS
+    if unknown:
+        raise TypeError(f"TokenRecord has no field(s) {', '.join(sorted(unknown))}")
+    new = object.__new__(TokenRecord)
+    values = new.__dict__
+    values.update(record.__dict__)
+    values.update(changes)
+    return new

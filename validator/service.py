@@ -16,14 +16,16 @@ from __future__ import annotations
 import collections
 import dataclasses
 import enum
+import math
 from collections.abc import Callable
 
-from validator.drift import MAX_FIT_POINTS, DriftModel, fit, predicted_step
+from validator.drift import DEFAULT_PARAMS, ClockState, DriftParams, initial_state, predicted_step, resync, update
 from validator.kernel import Backend, PreparedKey, get_backend
 from validator.policy import Policy
-from validator.records import HistoryEntry, TokenRecord
+from validator.records import HistoryEntry, TokenRecord, evolve
 from validator.sealing import Keyring, unseal
 from validator.store import TokenStore
+from validator.windows import pair_range, totp_windows
 from vtoken.clock import NS_PER_SECOND, Clock
 from vtoken.errors import InvalidCodeError, InvalidSerialError, UnknownTokenError
 from vtoken.oath import TokenKind, parse_code, time_step
@@ -33,6 +35,8 @@ from vtoken.serialno import has_valid_check_digit, normalize
 PREPARED_KEY_CACHE_SIZE = 4096
 #: A serial this long was printed by vtoken with a check digit.
 CHECKED_SERIAL_LENGTH = 10
+#: Codes a next-code round typically accepts as the second code (for the reported false-accept chance).
+PAIR_CODES_TYPICAL = 3
 
 
 class Reason(str, enum.Enum):
@@ -75,16 +79,29 @@ class Result:
 
 @dataclasses.dataclass(frozen=True)
 class TokenStatus:
-    """What ``vtoken validator show`` prints."""
+    """What ``vtoken validator show`` prints: the record, the drift model's view now, and the history.
+
+    The drift fields are None for a HOTP token or one not yet registered.
+    """
 
     record: TokenRecord
+    #: The predicted offset (token minus true time) now, in ns and in steps.
     offset_ns: int | None
     offset_steps: int | None
-    #: The long-term drift rate (months), in ppm.
+    #: The estimated drift rate (ppm, + = the token runs fast).
     rate_ppm: float | None
     history: list[HistoryEntry]
-    #: The recent drift rate (weeks), in ppm.
-    recent_rate_ppm: float | None = None
+    #: One standard deviation of the predicted offset now (s) and of the rate (ppm).
+    offset_sigma_s: float | None = None
+    rate_sigma_ppm: float | None = None
+    #: Codes a single code is accepted among now (TOTP: 3; HOTP: the look-ahead).
+    single_window_codes: int | None = None
+    #: Codes a match in which asks for the next code (TOTP; the single-code window included).
+    next_code_window_codes: int | None = None
+    #: Chance that one random guess is accepted alone now.
+    false_accept_per_guess: float | None = None
+    #: Chance that a random guess starts a next-code round and a random second guess completes it.
+    false_accept_pair: float | None = None
 
 
 class Validator:
@@ -98,12 +115,14 @@ class Validator:
         *,
         policy: Policy | None = None,
         backend: Backend | None = None,
+        drift: DriftParams | None = None,
     ) -> None:
         self.store = store
         self.keyring = keyring
         self.clock = clock
         self.policy = policy or Policy()
         self.backend = backend or get_backend()
+        self.drift = drift or DEFAULT_PARAMS
         self._keys: collections.OrderedDict[tuple[str, str, bytes], PreparedKey] = collections.OrderedDict()
 
     # --- public operations ----------------------------------------------------------------
@@ -123,7 +142,7 @@ class Validator:
         at = self.clock.now_ns() if at_ns is None else at_ns
 
         def run(tx, rec: TokenRecord) -> Result:
-            new = dataclasses.replace(
+            new = evolve(
                 rec, locked=False, lock_reason="", failures=0, resync_failures=0, not_before_ns=0, pending_step=None
             )
             tx.update(new, expected_version=rec.version)
@@ -137,7 +156,7 @@ class Validator:
         at = self.clock.now_ns() if at_ns is None else at_ns
 
         def run(tx, rec: TokenRecord) -> Result:
-            new = dataclasses.replace(rec, locked=True, lock_reason=reason, pending_step=None)
+            new = evolve(rec, locked=True, lock_reason=reason, pending_step=None)
             tx.update(new, expected_version=rec.version)
             tx.log_event(rec.serial, at, "lock", reason)
             return Result(True, Reason.LOCKED, f"locked: {reason}", rec.serial)
@@ -145,24 +164,44 @@ class Validator:
         return self._with_token(serial, at, run)
 
     def status(self, serial: str, at_ns: int | None = None) -> TokenStatus:
-        """The token's record, predicted offset, drift rate and history."""
+        """The token's record, predicted offset with its uncertainty, windows, and history."""
         at = self.clock.now_ns() if at_ns is None else at_ns
         rec = self.store.get(self._normalize(serial))
         if rec is None:
             raise self._unknown_error(serial)
         history = self.store.history(rec.serial)
-        model = self._model(rec)
-        if rec.params.kind is TokenKind.TOTP and rec.registered:
-            offset = model.offset_at(at)
-            steps = _round_div(offset, rec.params.period * NS_PER_SECOND)
-            return TokenStatus(rec, offset, steps, float(model.long_rate_ppm), history, float(model.rate_ppm))
-        return TokenStatus(rec, None, None, None, history)
+        params = rec.params
+        if params.kind is TokenKind.HOTP:
+            codes = self.policy.hotp_lookahead
+            return TokenStatus(
+                rec, None, None, None, history, single_window_codes=codes,
+                false_accept_per_guess=-math.expm1(codes * math.log1p(-(10.0**-params.digits))),
+            )
+        state = self._state(rec)
+        if state is None:
+            return TokenStatus(rec, None, None, None, history)
+        windows = totp_windows(state, at, params.period, params.t0, self.policy, self.drift)
+        prediction = state.predict(at, self.drift)
+        pair_codes = PAIR_CODES_TYPICAL
+        return TokenStatus(
+            rec,
+            prediction.offset_ns,
+            _round_div(prediction.offset_ns, params.period * NS_PER_SECOND),
+            state.rate_ppm,
+            history,
+            offset_sigma_s=prediction.sigma_s,
+            rate_sigma_ppm=state.rate_sigma_ppm,
+            single_window_codes=windows.single_codes,
+            next_code_window_codes=windows.next_codes,
+            false_accept_per_guess=windows.false_accept_single(params.digits),
+            false_accept_pair=windows.false_accept_pair(params.digits, pair_codes),
+        )
 
     # --- transaction plumbing -----------------------------------------------------------------
 
     def _with_token(self, serial: str, at: int, action: Callable[..., Result]) -> Result:
         try:
-            normal = self._normalize(serial)
+            normal = normalize(serial)
         except InvalidSerialError as exc:
             return Result(False, Reason.BAD_FORMAT, str(exc), serial)
         with self.store.transaction() as tx:
@@ -202,22 +241,36 @@ class Validator:
             self._keys.move_to_end(ident)
         return key
 
-    def _model(self, rec: TokenRecord) -> DriftModel:
+    @staticmethod
+    def _state(rec: TokenRecord) -> ClockState | None:
+        """The stored drift state of a registered TOTP token, or None."""
         if rec.drift_anchor_ns is None:
-            offset = rec.params.drift_steps * rec.params.period * NS_PER_SECOND
-            return DriftModel(anchor_ns=0, offset_ns=offset)
-        return DriftModel(
+            return None
+        return ClockState(
             rec.drift_anchor_ns,
             rec.drift_offset_ns,
             rec.drift_rate_ppb,
-            rec.drift_long_rate_ppb,
-            self.policy.drift_half_life_ns,
+            rec.drift_var_offset,
+            rec.drift_cov,
+            rec.drift_var_rate,
         )
 
-    def _offset_fields(self, rec: TokenRecord, model: DriftModel, at: int) -> dict[str, int | None]:
-        if rec.params.kind is not TokenKind.TOTP:
+    @staticmethod
+    def _state_fields(state: ClockState) -> dict[str, int | float]:
+        return {
+            "drift_anchor_ns": state.anchor_ns,
+            "drift_offset_ns": state.offset_ns,
+            "drift_rate_ppb": state.rate_ppb,
+            "drift_var_offset": state.var_offset,
+            "drift_cov": state.cov,
+            "drift_var_rate": state.var_rate,
+        }
+
+    @staticmethod
+    def _offset_fields(rec: TokenRecord, state: ClockState | None, at: int) -> dict[str, int | None]:
+        if rec.params.kind is not TokenKind.TOTP or state is None:
             return {"offset_steps": None, "offset_ns": None}
-        offset = model.offset_at(at)
+        offset = state.offset_at(at)
         return {"offset_ns": offset, "offset_steps": _round_div(offset, rec.params.period * NS_PER_SECOND)}
 
     # --- verification ----------------------------------------------------------------------
@@ -247,33 +300,31 @@ class Validator:
             )
         key = self._prepared(rec)
         floor = self._floor(rec)
-        if rec.pending_step is not None and at <= rec.pending_until_ns:
-            lo = max(floor, rec.pending_step + 1)
-            matches = _scan(key, lo, rec.pending_step + 1, value)
-            if matches:
-                return self._accept(tx, rec, matches[0], at, "accept-next-code")
-            return self._fail(tx, rec, at, Reason.WRONG_CODE, "the next code does not follow the previous one")
         if params.kind is TokenKind.HOTP:
             return self._check_hotp(tx, rec, key, value, floor, at)
         return self._check_totp(tx, rec, key, value, floor, at)
 
     def _check_totp(self, tx, rec: TokenRecord, key: PreparedKey, value: int, floor: int, at: int) -> Result:
         params, policy = rec.params, self.policy
-        model = self._model(rec)
-        centre = predicted_step(model, at, params.period, params.t0)
-        narrow = _scan(key, max(floor, centre - policy.verify_window), centre + policy.verify_window, value)
+        state = self._state(rec)
+        assert state is not None  # registered TOTP tokens always have one
+        windows = totp_windows(state, at, params.period, params.t0, policy, self.drift)
+        if rec.pending_step is not None and at <= rec.pending_until_ns:
+            # The next code is the code the token shows now: any step after the first one's, up to
+            # one past the step it shows now. Anything else is judged as a code on its own.
+            lo, hi = pair_range(windows, rec.pending_step, rec.pending_at_ns, at, params.period)
+            matches = _scan(key, max(floor, lo), hi, value)
+            if matches:
+                return self._accept(tx, rec, state, matches[-1], at, "accept-next-code", confirmed=True)
+        narrow = _scan(key, max(floor, windows.single_lo), windows.single_hi, value)
         if len(narrow) == 1:
-            return self._accept(tx, rec, narrow[0], at, "accept")
-        idle = at - rec.last_used_ns if rec.last_used_ns is not None else 0
-        wide_steps = policy.next_code_steps(params.period, max(0, idle))
-        if narrow:
-            candidates = narrow
-        else:
-            candidates = _scan(key, max(floor, centre - wide_steps), centre + wide_steps, value)
+            return self._accept(tx, rec, state, narrow[0], at, "accept")
+        centre = windows.predicted_step
+        candidates = narrow or _scan(key, max(floor, windows.next_lo), windows.next_hi, value)
         if candidates:
             pending = min(candidates, key=lambda s: (abs(s - centre), s))
-            new = dataclasses.replace(
-                rec, pending_step=pending, pending_until_ns=at + policy.next_code_timeout_ns
+            new = evolve(
+                rec, pending_step=pending, pending_at_ns=at, pending_until_ns=at + policy.next_code_timeout_ns
             )
             tx.update(new, expected_version=rec.version)
             tx.log_event(rec.serial, at, "next-code", f"match {pending - centre:+d} steps from prediction")
@@ -285,7 +336,7 @@ class Validator:
                 rec.serial,
                 failures=rec.failures,
             )
-        replay_lo = max(0, centre - wide_steps)
+        replay_lo = windows.next_lo
         if floor > replay_lo and _scan(key, replay_lo, floor - 1, value):
             return self._fail(tx, rec, at, Reason.REPLAY, "this code was already used")
         return self._fail(tx, rec, at, Reason.WRONG_CODE, "wrong code")
@@ -294,7 +345,7 @@ class Validator:
         lookahead = self.policy.hotp_lookahead
         matches = _scan(key, floor, floor + lookahead - 1, value)
         if matches:
-            return self._accept(tx, rec, matches[0], at, "accept")
+            return self._accept(tx, rec, None, matches[0], at, "accept")
         replay_lo = max(0, floor - lookahead)
         if floor > replay_lo and _scan(key, replay_lo, floor - 1, value):
             return self._fail(tx, rec, at, Reason.REPLAY, "this code was already used")
@@ -305,57 +356,39 @@ class Validator:
             return rec.last_step + 1
         return rec.params.counter if rec.params.kind is TokenKind.HOTP else 0
 
-    def _accept(self, tx, rec: TokenRecord, step: int, at: int, event: str) -> Result:
-        entry = HistoryEntry(at_ns=at, step=step, event=event)
-        model_fields = self._refit(tx, rec, entry)
-        new = dataclasses.replace(
-            rec,
-            last_step=step,
-            last_used_ns=at,
-            failures=0,
-            not_before_ns=0,
-            pending_step=None,
-            pending_until_ns=0,
-            **model_fields,
-        )
-        tx.update(new, expected_version=rec.version)
-        tx.add_history(rec.serial, entry)
-        tx.log_event(rec.serial, at, event, f"step {step}")
-        model = self._model(new)
-        return Result(True, Reason.ACCEPTED, "accepted", rec.serial, step=step, **self._offset_fields(new, model, at))
-
-    def _refit(self, tx, rec: TokenRecord, entry: HistoryEntry, *, reset: bool = False) -> dict[str, int | None]:
-        if rec.params.kind is not TokenKind.TOTP:
-            return {}
-        # The fit uses only the latest MAX_FIT_POINTS observations (this entry included), and the
-        # latest register/resync among them, if any: reading more would change nothing.
-        history = [] if reset else list(tx.history(rec.serial, limit=MAX_FIT_POINTS - 1))
-        history.append(entry)
-        # A resync may follow a clock set by hand: fit only from the latest register/resync on
-        # (the rate learnt before carries over as the prior), else the fit drops it as an outlier.
-        starts = [i for i, h in enumerate(history) if h.event in ("register", "resync")]
-        history = history[starts[-1]:] if starts else history
-        model = fit(
-            history,
-            rec.params.period,
-            rec.params.t0,
-            half_life_ns=self.policy.drift_half_life_ns,
-            long_half_life_ns=self.policy.drift_long_half_life_ns,
-            prior_rate_ppb=0 if reset else rec.drift_long_rate_ppb,
-        )
-        assert model is not None  # history is not empty
-        return {
-            "drift_anchor_ns": model.anchor_ns,
-            "drift_offset_ns": model.offset_ns,
-            "drift_rate_ppb": model.rate_ppb,
-            "drift_long_rate_ppb": model.long_rate_ppb,
-        }
+    def _accept(
+        self, tx, rec: TokenRecord, state: ClockState | None, step: int, at: int, event: str, *, confirmed: bool = False
+    ) -> Result:
+        # The hot path of every check: one record built, one update, history and audit rows, the result.
+        version = rec.version
+        if state is None:  # HOTP
+            new = evolve(
+                rec, last_step=step, last_used_ns=at, failures=0, not_before_ns=0, pending_step=None,
+                pending_until_ns=0, pending_at_ns=0, version=version + 1,
+            )
+            offset_ns = offset_steps = None
+        else:
+            params = rec.params
+            state = update(state, at, step, params.period, params.t0, confirmed=confirmed, params=self.drift)
+            new = evolve(
+                rec, last_step=step, last_used_ns=at, failures=0, not_before_ns=0, pending_step=None,
+                pending_until_ns=0, pending_at_ns=0, version=version + 1,
+                drift_anchor_ns=state.anchor_ns, drift_offset_ns=state.offset_ns, drift_rate_ppb=state.rate_ppb,
+                drift_var_offset=state.var_offset, drift_cov=state.cov, drift_var_rate=state.var_rate,
+            )
+            offset_ns = state.offset_ns  # the state is anchored at ``at``
+            offset_steps = _round_div(offset_ns, params.period * NS_PER_SECOND)
+        serial = rec.params.serial
+        tx.update(new, expected_version=version)
+        tx.add_history(serial, HistoryEntry(at, step, event))
+        tx.log_event(serial, at, event, f"step {step}")
+        return Result(True, Reason.ACCEPTED, "accepted", serial, step, offset_steps, offset_ns)
 
     def _fail(self, tx, rec: TokenRecord, at: int, reason: Reason, message: str) -> Result:
         failures = rec.failures + 1
         policy = self.policy
         locked = failures >= policy.max_failures
-        new = dataclasses.replace(
+        new = evolve(
             rec,
             failures=failures,
             not_before_ns=at + failures * policy.failure_delay_ns,
@@ -363,6 +396,7 @@ class Validator:
             lock_reason="failures" if locked else rec.lock_reason,
             pending_step=None,
             pending_until_ns=0,
+            pending_at_ns=0,
         )
         tx.update(new, expected_version=rec.version)
         tx.log_event(rec.serial, at, reason.value, f"failure {failures} of {policy.max_failures}")
@@ -405,8 +439,9 @@ class Validator:
             lo, count = floor, policy.hotp_sync_lookahead
             where = f"the next {count} counters"
         else:
-            if rec.registered:
-                centre = predicted_step(self._model(rec), at, params.period, params.t0)
+            state = self._state(rec)
+            if state is not None:
+                centre = predicted_step(state, at, params.period, params.t0)
             else:
                 centre = time_step(at // NS_PER_SECOND, period=params.period, t0=params.t0) + params.drift_steps
             span = policy.sync_window_steps(params.period)
@@ -428,8 +463,16 @@ class Validator:
         step = pairs[0] + 1
         first = not rec.registered
         entry = HistoryEntry(at_ns=at, step=step, event="register" if first else "resync")
-        model_fields = self._refit(tx, rec, entry, reset=first)
-        new = dataclasses.replace(
+        fields: dict[str, int | float] = {}
+        new_state: ClockState | None = None
+        if params.kind is TokenKind.TOTP:
+            old_state = self._state(rec)
+            if old_state is None:
+                new_state = initial_state(at, step, params.period, params.t0, self.drift)
+            else:
+                new_state = resync(old_state, at, step, params.period, params.t0, self.drift)
+            fields = self._state_fields(new_state)
+        new = evolve(
             rec,
             registered=True,
             last_step=step,
@@ -441,19 +484,21 @@ class Validator:
             lock_reason="",
             pending_step=None,
             pending_until_ns=0,
-            **model_fields,
+            pending_at_ns=0,
+            **fields,
         )
         tx.update(new, expected_version=rec.version)
         tx.add_history(rec.serial, entry)
         tx.log_event(rec.serial, at, entry.event, f"pair at {step - 1},{step}")
-        fields = self._offset_fields(new, self._model(new), at)
         message = "registered" if first else "resynchronised"
-        return Result(True, Reason.REGISTERED, message, rec.serial, step=step, **fields)
+        return Result(
+            True, Reason.REGISTERED, message, rec.serial, step=step, **self._offset_fields(new, new_state, at)
+        )
 
     def _fail_resync(self, tx, rec: TokenRecord, at: int, reason: Reason, message: str) -> Result:
         failures = rec.resync_failures + 1
         locked = failures >= self.policy.max_resync_failures
-        new = dataclasses.replace(
+        new = evolve(
             rec,
             resync_failures=failures,
             locked=locked or rec.locked,

@@ -24,6 +24,7 @@ import abc
 import collections
 import contextlib
 import dataclasses
+import math
 import os
 import sqlite3
 import time
@@ -31,7 +32,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
 
-from validator.records import HistoryEntry, SealedSeed, TokenParams, TokenRecord
+from validator.records import HistoryEntry, SealedSeed, TokenParams, TokenRecord, evolve
 from validator.sealing import Keyring, MasterKey, seal, unseal
 from vtoken.errors import (
     ConcurrentUpdateError,
@@ -150,6 +151,17 @@ class TokenStore(abc.ABC):
         """
 
     @abc.abstractmethod
+    def batch(self) -> contextlib.AbstractContextManager[None]:
+        """Group commit: one durable transaction around many :meth:`transaction` blocks.
+
+        Inside the block every :meth:`transaction` is a savepoint: its changes are
+        undone alone if it raises, and kept otherwise, but nothing is durable
+        until the batch commits once at the end. If that commit fails, every
+        change of the batch is lost and the error is raised: a caller answers no
+        request of the batch as accepted until this block has returned.
+        """
+
+    @abc.abstractmethod
     def log_event(self, serial: str | None, at_ns: int, event: str, detail: str = "") -> None:
         """Append to the audit log in its own transaction (never pass secrets)."""
 
@@ -259,8 +271,24 @@ _MIGRATION_2 = Migration(
     ("ALTER TABLE tokens ADD COLUMN drift_long_rate_ppb INTEGER NOT NULL DEFAULT 0",),
 )
 
+# The prior of validator.drift, written out so that this shipped migration never changes with it.
+_MIGRATION_3 = Migration(
+    3,
+    "drift state with covariance (Kalman filter); the time a next-code round started",
+    (
+        "ALTER TABLE tokens DROP COLUMN drift_long_rate_ppb",
+        "ALTER TABLE tokens ADD COLUMN drift_var_offset REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE tokens ADD COLUMN drift_cov REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE tokens ADD COLUMN drift_var_rate REAL NOT NULL DEFAULT 0",
+        "ALTER TABLE tokens ADD COLUMN pending_at_ns INTEGER NOT NULL DEFAULT 0",
+        # A rate fitted by the old model is kept as the estimate, with the full prior uncertainty.
+        "UPDATE tokens SET drift_var_offset = period * period / 12.0 + 9.0, drift_var_rate = 8.333333333333334e-10 "
+        "WHERE drift_anchor_ns IS NOT NULL",
+    ),
+)
+
 #: Every schema step, in order. Add a schema change by appending ``Migration(n, ...)``; never edit a shipped one.
-MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2)
+MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3)
 
 _MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -288,7 +316,9 @@ _TOKEN_COLUMNS: tuple[str, ...] = (
     "drift_anchor_ns",
     "drift_offset_ns",
     "drift_rate_ppb",
-    "drift_long_rate_ppb",
+    "drift_var_offset",
+    "drift_cov",
+    "drift_var_rate",
     "last_used_ns",
     "failures",
     "resync_failures",
@@ -297,6 +327,7 @@ _TOKEN_COLUMNS: tuple[str, ...] = (
     "not_before_ns",
     "pending_step",
     "pending_until_ns",
+    "pending_at_ns",
     "version",
 )
 _SELECT_TOKEN = f"SELECT serial, {', '.join(_TOKEN_COLUMNS)} FROM tokens"
@@ -306,6 +337,13 @@ _INSERT_TOKEN = (
 _UPDATE_TOKEN = (
     "UPDATE tokens SET "
     + ", ".join(f"{c} = ?" for c in _TOKEN_COLUMNS)
+    + " WHERE serial = ? AND version = ?"
+)
+#: The synchronisation state: what a check changes (everything after the sealed seed).
+_STATE_COLUMNS = _TOKEN_COLUMNS[_TOKEN_COLUMNS.index("registered"):]
+_UPDATE_STATE = (
+    "UPDATE tokens SET "
+    + ", ".join(f"{c} = ?" for c in _STATE_COLUMNS)
     + " WHERE serial = ? AND version = ?"
 )
 
@@ -322,6 +360,40 @@ def _check_int(name: str, value: object, serial: str, *, optional: bool = False)
         raise InvalidInputError(f"token {serial}: {name} = {value} does not fit a signed 64-bit integer")
 
 
+def _check_float(name: str, value: object, serial: str, *, non_negative: bool = False) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"token {serial}: {name} must be a number, not {type(value).__name__}")
+    if not math.isfinite(value) or (non_negative and value < 0):
+        raise InvalidInputError(f"token {serial}: {name} = {value!r} must be finite{' and not negative' if non_negative else ''}")
+
+
+_STATE_INTS = ("drift_offset_ns", "drift_rate_ppb", "failures", "resync_failures", "not_before_ns",
+               "pending_until_ns", "pending_at_ns", "version")
+_STATE_OPTIONAL_INTS = ("last_step", "drift_anchor_ns", "last_used_ns", "pending_step")
+_STATE_FLOATS = ("drift_var_offset", "drift_cov", "drift_var_rate")
+
+
+def check_state(record: TokenRecord) -> None:
+    """Validate the synchronisation state of ``record`` (everything but its parameters and seed).
+
+    The common case (exact ints in range, finite floats) takes a fast path: this runs on every check.
+    """
+    values = record.__dict__
+    serial = record.params.serial
+    for name in _STATE_INTS:
+        v = values[name]
+        if type(v) is not int or not INT64_MIN <= v <= INT64_MAX:
+            _check_int(name, v, serial)
+    for name in _STATE_OPTIONAL_INTS:
+        v = values[name]
+        if v is not None and (type(v) is not int or not INT64_MIN <= v <= INT64_MAX):
+            _check_int(name, v, serial, optional=True)
+    for name in _STATE_FLOATS:
+        v = values[name]
+        if type(v) is not float or not math.isfinite(v) or (v < 0 and name != "drift_cov"):
+            _check_float(name, v, serial, non_negative=name != "drift_cov")
+
+
 def _record_values(record: TokenRecord) -> tuple[object, ...]:
     """The column values of ``record`` in :data:`_TOKEN_COLUMNS` order, then the serial; validated."""
     params, sealed = record.params, record.sealed
@@ -332,11 +404,7 @@ def _record_values(record: TokenRecord) -> tuple[object, ...]:
         raise InvalidInputError(f"token {serial}: sealed seed must be a SealedSeed, not {type(sealed).__name__}")
     for name in ("digits", "period", "t0", "counter", "drift_steps"):
         _check_int(name, getattr(params, name), serial)
-    for name in ("drift_offset_ns", "drift_rate_ppb", "drift_long_rate_ppb", "failures", "resync_failures", "not_before_ns",
-                 "pending_until_ns", "version"):
-        _check_int(name, getattr(record, name), serial)
-    for name in ("last_step", "drift_anchor_ns", "last_used_ns", "pending_step"):
-        _check_int(name, getattr(record, name), serial, optional=True)
+    check_state(record)
     try:
         kind = TokenKind(params.kind).value
         algorithm = Algorithm(params.algorithm).value
@@ -359,7 +427,9 @@ def _record_values(record: TokenRecord) -> tuple[object, ...]:
         record.drift_anchor_ns,
         record.drift_offset_ns,
         record.drift_rate_ppb,
-        record.drift_long_rate_ppb,
+        float(record.drift_var_offset),
+        float(record.drift_cov),
+        float(record.drift_var_rate),
         record.last_used_ns,
         record.failures,
         record.resync_failures,
@@ -368,17 +438,43 @@ def _record_values(record: TokenRecord) -> tuple[object, ...]:
         record.not_before_ns,
         record.pending_step,
         record.pending_until_ns,
+        record.pending_at_ns,
         record.version,
         serial,
     )
 
 
+def _state_values(record: TokenRecord) -> tuple[object, ...]:
+    """The :data:`_STATE_COLUMNS` values of ``record`` (already checked by :func:`check_state`), then the serial."""
+    return (
+        int(bool(record.registered)),
+        record.last_step,
+        record.drift_anchor_ns,
+        record.drift_offset_ns,
+        record.drift_rate_ppb,
+        record.drift_var_offset,
+        record.drift_cov,
+        record.drift_var_rate,
+        record.last_used_ns,
+        record.failures,
+        record.resync_failures,
+        int(bool(record.locked)),
+        str(record.lock_reason),
+        record.not_before_ns,
+        record.pending_step,
+        record.pending_until_ns,
+        record.pending_at_ns,
+        record.version,
+        record.params.serial,
+    )
+
+
 def _row_to_record(row: Sequence[object]) -> TokenRecord:
     (serial, kind, algorithm, digits, period, t0, counter, drift_steps, has_check_digit, key_id, nonce,
-     ciphertext, registered, last_step, drift_anchor_ns, drift_offset_ns, drift_rate_ppb, drift_long_rate_ppb,
-     last_used_ns,
+     ciphertext, registered, last_step, drift_anchor_ns, drift_offset_ns, drift_rate_ppb, drift_var_offset,
+     drift_cov, drift_var_rate, last_used_ns,
      failures, resync_failures, locked, lock_reason, not_before_ns, pending_step, pending_until_ns,
-     version) = row
+     pending_at_ns, version) = row
     params = TokenParams(
         serial=str(serial),
         kind=TokenKind(kind),
@@ -399,7 +495,9 @@ def _row_to_record(row: Sequence[object]) -> TokenRecord:
         drift_anchor_ns=drift_anchor_ns,  # type: ignore[arg-type]
         drift_offset_ns=drift_offset_ns,  # type: ignore[arg-type]
         drift_rate_ppb=drift_rate_ppb,  # type: ignore[arg-type]
-        drift_long_rate_ppb=drift_long_rate_ppb,  # type: ignore[arg-type]
+        drift_var_offset=float(drift_var_offset),  # type: ignore[arg-type]
+        drift_cov=float(drift_cov),  # type: ignore[arg-type]
+        drift_var_rate=float(drift_var_rate),  # type: ignore[arg-type]
         last_used_ns=last_used_ns,  # type: ignore[arg-type]
         failures=failures,  # type: ignore[arg-type]
         resync_failures=resync_failures,  # type: ignore[arg-type]
@@ -408,6 +506,7 @@ def _row_to_record(row: Sequence[object]) -> TokenRecord:
         not_before_ns=not_before_ns,  # type: ignore[arg-type]
         pending_step=pending_step,  # type: ignore[arg-type]
         pending_until_ns=pending_until_ns,  # type: ignore[arg-type]
+        pending_at_ns=pending_at_ns,  # type: ignore[arg-type]
         version=version,  # type: ignore[arg-type]
     )
 
@@ -423,6 +522,12 @@ def duplicate_error(twice: Sequence[str], stored: Sequence[str]) -> DuplicateTok
 
 
 def _check_event(serial: str | None, at_ns: int, event: str, detail: str) -> None:
+    # The common case first (one event per check): exact types, a time in range.
+    if (
+        type(serial) is str and type(at_ns) is int and type(event) is str and type(detail) is str
+        and event and INT64_MIN <= at_ns <= INT64_MAX
+    ):
+        return
     if serial is not None and not isinstance(serial, str):
         raise InvalidInputError(f"event serial must be a string or None, not {type(serial).__name__}")
     _check_int("event time", at_ns, serial or "-")
@@ -471,6 +576,8 @@ class _SQLiteTransaction(StoreTransaction):
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._conn: sqlite3.Connection | None = conn
+        #: The record last read by :meth:`get` (its parameters and seed need no rewrite).
+        self._read: TokenRecord | None = None
 
     def _c(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -483,16 +590,26 @@ class _SQLiteTransaction(StoreTransaction):
     def get(self, serial: str) -> TokenRecord | None:
         with _sqlite_errors(f"reading token {serial}"):
             row = self._c().execute(_SELECT_TOKEN + " WHERE serial = ?", (serial,)).fetchone()
-        return None if row is None else _row_to_record(row)
+        if row is None:
+            return None
+        record = _row_to_record(row)
+        self._read = record
+        return record
 
     def update(self, record: TokenRecord, *, expected_version: int) -> TokenRecord:
         serial = record.serial
         _check_int("expected version", expected_version, serial)
-        new = dataclasses.replace(record, version=expected_version + 1)
-        values = _record_values(new)
+        new = record if record.version == expected_version + 1 else evolve(record, version=expected_version + 1)
+        read = self._read
         conn = self._c()
+        if read is not None and read.params is record.params and read.sealed is record.sealed:
+            # The check path: parameters and seed as read, only the state changes (no blobs rewritten).
+            check_state(new)
+            statement, values = _UPDATE_STATE, _state_values(new)
+        else:
+            statement, values = _UPDATE_TOKEN, _record_values(new)
         with _sqlite_errors(f"updating token {serial}"):
-            cursor = conn.execute(_UPDATE_TOKEN, (*values, expected_version))
+            cursor = conn.execute(statement, (*values, expected_version))
             if cursor.rowcount == 1:
                 return new
             row = conn.execute("SELECT version FROM tokens WHERE serial = ?", (serial,)).fetchone()
@@ -558,6 +675,7 @@ class SQLiteStore(TokenStore):
     def __init__(self, path: str | os.PathLike[str], *, busy_timeout_s: float = BUSY_TIMEOUT_S) -> None:
         self._path = Path(path)
         self._tx: _SQLiteTransaction | None = None
+        self._in_batch = False
         self._conn: sqlite3.Connection | None = None
         _create_db_file(self._path)
         with _sqlite_errors(f"opening database {self._path}"):
@@ -645,10 +763,29 @@ class SQLiteStore(TokenStore):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` if the block raises)."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` if the block raises); a savepoint in a batch."""
         conn = self._c()
         if self._tx is not None:
             raise StorageError("a transaction is already open on this store")
+        if self._in_batch:
+            with _sqlite_errors(f"starting a transaction on {self._path}"):
+                conn.execute("SAVEPOINT decision")
+            tx = _SQLiteTransaction(conn)
+            self._tx = tx
+            try:
+                yield tx
+            except BaseException:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute("ROLLBACK TO decision")
+                    conn.execute("RELEASE decision")
+                raise
+            else:
+                with _sqlite_errors(f"writing to {self._path}"):
+                    conn.execute("RELEASE decision")
+            finally:
+                tx._end()
+                self._tx = None
+            return
         with _sqlite_errors(f"starting a transaction on {self._path}"):
             conn.execute("BEGIN IMMEDIATE")
         tx = _SQLiteTransaction(conn)
@@ -663,6 +800,9 @@ class SQLiteStore(TokenStore):
             raise
         tx._end()
         self._tx = None
+        self._commit(conn)
+
+    def _commit(self, conn: sqlite3.Connection) -> None:
         try:
             with _sqlite_errors(f"committing to {self._path}"):
                 conn.execute("COMMIT")
@@ -670,6 +810,25 @@ class SQLiteStore(TokenStore):
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             raise
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE``, the block's transactions as savepoints, one ``COMMIT`` (one fsync)."""
+        conn = self._c()
+        if self._tx is not None or self._in_batch:
+            raise StorageError("a transaction is already open on this store")
+        with _sqlite_errors(f"starting a transaction on {self._path}"):
+            conn.execute("BEGIN IMMEDIATE")
+        self._in_batch = True
+        try:
+            yield
+        except BaseException:
+            self._in_batch = False
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
+        self._in_batch = False
+        self._commit(conn)
 
     # -- tokens ------------------------------------------------------------------------------------
 

@@ -223,6 +223,10 @@ def parse_code(code: str | int, digits: int) -> int:
     A string must be exactly ``digits`` ASCII digits (leading zeros kept). An
     integer must lie in ``0 .. 10**digits - 1``.
     """
+    # The common case first (a validator parses one code per check): exactly ``digits`` ASCII digits.
+    if type(code) is str and type(digits) is int and len(code) == digits and MIN_DIGITS <= digits <= MAX_DIGITS:
+        if code.isascii() and code.isdigit():
+            return int(code)
     digits = check_digits(digits)
     if isinstance(code, bool):
         raise InvalidCodeError("code must be a string of digits, not a boolean")

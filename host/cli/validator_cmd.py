@@ -172,7 +172,7 @@ def check(vc: ValidatorContext, serial: str, code: str, at: str | None) -> None:
 @at_option
 @click.pass_obj
 def show(vc: ValidatorContext, serial: str, at: str | None) -> None:
-    """Offset, drift rate, last step, failures, lock state and drift history of SERIAL."""
+    """Offset and drift rate with their uncertainty, windows, false-accept chance, failures, lock, history of SERIAL."""
     now = time_or_now(at)
     with vc.validator(now) as v:
         status = v.status(serial)
@@ -183,9 +183,16 @@ def show(vc: ValidatorContext, serial: str, at: str | None) -> None:
                + (f", {p.period} s, T0 {p.t0}" if p.kind.value == "totp" else f", imported counter {p.counter}"))
     click.echo(f"registered:   {'yes' if rec.registered else 'no'}")
     if status.offset_ns is not None:
-        click.echo(f"offset:       {status.offset_steps:+d} steps ({status.offset_ns / NS_PER_SECOND:+.1f} s) "
-                   f"at {format_time_ns(now)}")
-        click.echo(f"rate:         {status.rate_ppm:+.2f} ppm (long-term), {status.recent_rate_ppm:+.2f} ppm (recent)")
+        click.echo(f"offset:       {status.offset_steps:+d} steps ({status.offset_ns / NS_PER_SECOND:+.1f} s "
+                   f"± {status.offset_sigma_s:.1f} s) at {format_time_ns(now)}")
+        click.echo(f"rate:         {status.rate_ppm:+.2f} ppm ± {status.rate_sigma_ppm:.2f} ppm")
+        click.echo(f"windows:      {status.single_window_codes} codes alone, "
+                   f"{status.next_code_window_codes} codes with the next code")
+        click.echo(f"false accept: {status.false_accept_per_guess:.1e} per guess alone, "
+                   f"{status.false_accept_pair:.1e} per guessed next-code pair")
+    elif status.single_window_codes is not None and rec.registered:
+        click.echo(f"window:       {status.single_window_codes} counters ahead")
+        click.echo(f"false accept: {status.false_accept_per_guess:.1e} per guess")
     click.echo(f"last step:    {rec.last_step if rec.last_step is not None else '-'}")
     click.echo(f"failures:     {rec.failures} (resync {rec.resync_failures})")
     click.echo(f"locked:       {'yes (' + rec.lock_reason + ')' if rec.locked else 'no'}")
