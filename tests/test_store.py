@@ -123,7 +123,7 @@ def test_a_version_2_database_upgrades_to_the_drift_state(
     raw.commit()
     raw.close()
     with SQLiteStore(db_path) as s:
-        assert s.schema_version() == 3
+        assert s.schema_version() == MIGRATIONS[-1].version
         fitted, fresh = s.get(make_serial(1)), s.get(make_serial(2))
     assert (fitted.drift_anchor_ns, fitted.drift_offset_ns, fitted.drift_rate_ppb) == (5, -2_000_000_000, 12_000)
     assert fitted.drift_var_offset == pytest.approx(30 * 30 / 12 + 9)

@@ -56,6 +56,7 @@ __all__ = [
     "CSV_COLUMNS",
     "MAX_FILE_BYTES",
     "ImportReport",
+    "import_data",
     "import_file",
     "read_csv",
     "read_pskc",
@@ -614,7 +615,43 @@ def import_file(
     """
     file_path = Path(path)
     data, name = _read_source(file_path, None)
-    fmt = _detect_format(format, file_path, data, name)
+    return _import(store, keyring, data, name, _detect_format(format, file_path, data, name), file_path.name,
+                   psk=psk, password=password, now_ns=now_ns)
+
+
+def import_data(
+    store: TokenStore,
+    keyring: Keyring | MasterKey,
+    data: bytes,
+    *,
+    name: str = "the uploaded file",
+    psk: bytes | None = None,
+    password: str | None = None,
+    fmt: str = FORMAT_AUTO,
+    now_ns: int | None = None,
+) -> list[str]:
+    """Import a PSKC or CSV document given as bytes (an upload), all or nothing; return the serials."""
+    if not isinstance(data, bytes):
+        raise ImportFailedError(f"{name}: expected the file's bytes")
+    if len(data) > MAX_FILE_BYTES:
+        _fail(name, None, f"larger than {MAX_FILE_BYTES} bytes: split the file")
+    report = _import(store, keyring, data, name, _detect_format(fmt, Path(""), data, name), name,
+                     psk=psk, password=password, now_ns=now_ns)
+    return list(report.serials)
+
+
+def _import(
+    store: TokenStore,
+    keyring: Keyring | MasterKey,
+    data: bytes,
+    name: str,
+    fmt: str,
+    source: str,
+    *,
+    psk: bytes | None,
+    password: str | None,
+    now_ns: int | None,
+) -> ImportReport:
     if fmt == FORMAT_PSKC:
         tokens = read_pskc(data, psk=psk, password=password, name=name)
     else:
@@ -624,7 +661,7 @@ def import_file(
     items = [(params, seal(keyring, params.serial, seed)) for params, seed in tokens]
     when = time.time_ns() if now_ns is None else now_ns
     try:
-        store.add_tokens(items, at_ns=when, detail=f"imported from {file_path.name} ({fmt})")
+        store.add_tokens(items, at_ns=when, detail=f"imported from {source} ({fmt})")
     except DuplicateTokenError as exc:
         raise DuplicateTokenError(exc.serials, f"{name}: {exc}") from None
     kinds = collections.Counter(params.kind for params, _ in tokens)

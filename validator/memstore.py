@@ -33,12 +33,14 @@ from validator.store import (
     INT64_MAX,
     INT64_MIN,
     AuditEvent,
+    Credential,
     StoreTransaction,
     TokenStore,
     _check_event,
     _check_int,
     _check_limit,
     _record_values,
+    check_credential,
     check_state,
     duplicate_error,
 )
@@ -199,6 +201,7 @@ class MemoryStore(TokenStore):
         self._tokens: dict[str, TokenRecord] = {}
         self._history: dict[str, list[HistoryEntry]] = {}
         self._events: list[AuditEvent] = []
+        self._credentials: dict[str, Credential] = {}
         self._lock = threading.Lock()
         self._tx: _MemoryTransaction | None = None
         self._owner: int | None = None
@@ -292,6 +295,28 @@ class MemoryStore(TokenStore):
         if limit is None:
             return list(chosen)
         return list(chosen[len(chosen) - limit :]) if limit else []
+
+    # -- credentials ----------------------------------------------------------------------------------
+
+    def add_credential(self, credential: Credential) -> None:
+        check_credential(credential)
+        with self.transaction():
+            if credential.ident in self._credentials:
+                raise InvalidInputError(f"credential {credential.ident} already exists")
+            self._credentials[credential.ident] = credential
+
+    def credentials(self) -> list[Credential]:
+        self._check_open()
+        return [self._credentials[i] for i in sorted(self._credentials)]
+
+    def revoke_credential(self, ident: str, at_ns: int) -> bool:
+        _check_int("revoked time", at_ns, ident)
+        with self.transaction():
+            found = self._credentials.get(ident)
+            if found is None or found.revoked_ns is not None:
+                return False
+            self._credentials[ident] = dataclasses.replace(found, revoked_ns=at_ns)
+            return True
 
     # -- master keys ----------------------------------------------------------------------------------
 

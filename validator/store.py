@@ -45,6 +45,8 @@ from vtoken.oath import Algorithm, TokenKind
 
 __all__ = [
     "BUSY_TIMEOUT_S",
+    "CREDENTIAL_KINDS",
+    "Credential",
     "MIGRATIONS",
     "AuditEvent",
     "Migration",
@@ -79,6 +81,30 @@ class AuditEvent:
     at_ns: int
     event: str
     detail: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class Credential:
+    """A bearer credential of the network service: an administrator token or a client API key.
+
+    Only a SHA-256 digest of the secret is stored (the secret is 32 random
+    bytes: a fast hash suffices); the secret itself is shown once, when made.
+    """
+
+    ident: str
+    kind: str
+    digest: bytes
+    label: str
+    created_ns: int
+    revoked_ns: int | None = None
+
+    def __repr__(self) -> str:
+        state = "revoked" if self.revoked_ns is not None else "active"
+        return f"Credential({self.ident!r}, {self.kind}, {self.label!r}, {state})"
+
+
+#: Credential kinds: administrators (import, unlock, list, status) and clients (check, register).
+CREDENTIAL_KINDS = ("admin", "client")
 
 
 # --- the interface -------------------------------------------------------------------------
@@ -168,6 +194,18 @@ class TokenStore(abc.ABC):
     @abc.abstractmethod
     def events(self, serial: str | None = None, limit: int | None = None) -> list[AuditEvent]:
         """Audit events in the order written: of token ``serial``, or all of them if None."""
+
+    @abc.abstractmethod
+    def add_credential(self, credential: Credential) -> None:
+        """Store a new credential (its ident must be new)."""
+
+    @abc.abstractmethod
+    def credentials(self) -> list[Credential]:
+        """Every credential, revoked ones included, ordered by ident."""
+
+    @abc.abstractmethod
+    def revoke_credential(self, ident: str, at_ns: int) -> bool:
+        """Mark credential ``ident`` revoked at ``at_ns``; False if there is no such active credential."""
 
     @abc.abstractmethod
     def sealed_key_ids(self) -> dict[str, int]:
@@ -287,8 +325,25 @@ _MIGRATION_3 = Migration(
     ),
 )
 
+_MIGRATION_4 = Migration(
+    4,
+    "bearer credentials of the network service (digests only)",
+    (
+        """
+        CREATE TABLE credentials (
+            ident      TEXT    NOT NULL PRIMARY KEY,
+            kind       TEXT    NOT NULL CHECK (kind IN ('admin', 'client')),
+            digest     BLOB    NOT NULL,
+            label      TEXT    NOT NULL DEFAULT '',
+            created_ns INTEGER NOT NULL,
+            revoked_ns INTEGER
+        )
+        """,
+    ),
+)
+
 #: Every schema step, in order. Add a schema change by appending ``Migration(n, ...)``; never edit a shipped one.
-MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3)
+MIGRATIONS: tuple[Migration, ...] = (_MIGRATION_1, _MIGRATION_2, _MIGRATION_3, _MIGRATION_4)
 
 _MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -469,24 +524,28 @@ def _state_values(record: TokenRecord) -> tuple[object, ...]:
     )
 
 
-def _row_to_record(row: Sequence[object]) -> TokenRecord:
+#: Parsed parameters and sealed seeds kept per store, keyed by their raw column values (they rarely change).
+_PARAMS_CACHE_SIZE = 65_536
+_PARAMS_COLUMNS = 12  # serial .. seed_ciphertext
+
+
+def _row_to_record(row: Sequence[object], cache: dict[tuple[object, ...], tuple[TokenParams, SealedSeed]] | None = None
+                   ) -> TokenRecord:
     (serial, kind, algorithm, digits, period, t0, counter, drift_steps, has_check_digit, key_id, nonce,
      ciphertext, registered, last_step, drift_anchor_ns, drift_offset_ns, drift_rate_ppb, drift_var_offset,
      drift_cov, drift_var_rate, last_used_ns,
      failures, resync_failures, locked, lock_reason, not_before_ns, pending_step, pending_until_ns,
      pending_at_ns, version) = row
-    params = TokenParams(
-        serial=str(serial),
-        kind=TokenKind(kind),
-        algorithm=Algorithm(algorithm),
-        digits=int(digits),  # type: ignore[call-overload]
-        period=int(period),  # type: ignore[call-overload]
-        t0=int(t0),  # type: ignore[call-overload]
-        counter=int(counter),  # type: ignore[call-overload]
-        drift_steps=int(drift_steps),  # type: ignore[call-overload]
-        has_check_digit=bool(has_check_digit),
-    )
-    sealed = SealedSeed(key_id=str(key_id), nonce=bytes(nonce), ciphertext=bytes(ciphertext))  # type: ignore[call-overload]
+    key = tuple(row[:_PARAMS_COLUMNS])
+    cached = cache.get(key) if cache is not None else None
+    if cached is not None:
+        params, sealed = cached
+    else:
+        params, sealed = _params_of(row)
+        if cache is not None:
+            if len(cache) >= _PARAMS_CACHE_SIZE:
+                cache.clear()
+            cache[key] = (params, sealed)
     return TokenRecord(
         params=params,
         sealed=sealed,
@@ -509,6 +568,24 @@ def _row_to_record(row: Sequence[object]) -> TokenRecord:
         pending_at_ns=pending_at_ns,  # type: ignore[arg-type]
         version=version,  # type: ignore[arg-type]
     )
+
+
+def _params_of(row: Sequence[object]) -> tuple[TokenParams, SealedSeed]:
+    (serial, kind, algorithm, digits, period, t0, counter, drift_steps, has_check_digit, key_id, nonce,
+     ciphertext) = row[:_PARAMS_COLUMNS]
+    params = TokenParams(
+        serial=str(serial),
+        kind=TokenKind(kind),
+        algorithm=Algorithm(algorithm),
+        digits=int(digits),  # type: ignore[call-overload]
+        period=int(period),  # type: ignore[call-overload]
+        t0=int(t0),  # type: ignore[call-overload]
+        counter=int(counter),  # type: ignore[call-overload]
+        drift_steps=int(drift_steps),  # type: ignore[call-overload]
+        has_check_digit=bool(has_check_digit),
+    )
+    sealed = SealedSeed(key_id=str(key_id), nonce=bytes(nonce), ciphertext=bytes(ciphertext))  # type: ignore[call-overload]
+    return params, sealed
 
 
 def duplicate_error(twice: Sequence[str], stored: Sequence[str]) -> DuplicateTokenError:
@@ -537,6 +614,22 @@ def _check_event(serial: str | None, at_ns: int, event: str, detail: str) -> Non
         raise InvalidInputError(f"event detail must be text, not {type(detail).__name__}")
 
 
+def check_credential(credential: Credential) -> None:
+    """Refuse a malformed credential before it is stored."""
+    if not isinstance(credential, Credential):
+        raise InvalidInputError(f"expected a Credential, not {type(credential).__name__}")
+    if not isinstance(credential.ident, str) or not credential.ident:
+        raise InvalidInputError("a credential needs a non-empty ident")
+    if credential.kind not in CREDENTIAL_KINDS:
+        raise InvalidInputError(f"credential kind must be one of {', '.join(CREDENTIAL_KINDS)}")
+    if not isinstance(credential.digest, bytes) or len(credential.digest) != 32:
+        raise InvalidInputError("a credential digest is 32 bytes (SHA-256)")
+    if not isinstance(credential.label, str):
+        raise InvalidInputError("a credential label is text")
+    _check_int("created time", credential.created_ns, credential.ident)
+    _check_int("revoked time", credential.revoked_ns, credential.ident, optional=True)
+
+
 def _check_limit(limit: int | None) -> None:
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 0):
         raise InvalidInputError(f"limit must be a non-negative integer or None, not {limit!r}")
@@ -554,18 +647,29 @@ def _chunks(items: Sequence[str], size: int = _QUERY_CHUNK) -> Iterator[Sequence
         yield items[start : start + size]
 
 
-@contextlib.contextmanager
-def _sqlite_errors(what: str) -> Iterator[None]:
-    """Turn sqlite3 errors into :class:`StorageError` naming the operation."""
-    try:
-        yield
-    except sqlite3.OperationalError as exc:
-        text = str(exc)
-        if "locked" in text or "busy" in text:
-            raise StorageError(f"{what}: the database stayed locked by another process; try again") from exc
-        raise StorageError(f"{what}: {text}") from exc
-    except sqlite3.DatabaseError as exc:
-        raise StorageError(f"{what}: {exc}") from exc
+class _sqlite_errors:  # noqa: N801 - used like the context-manager function it replaces
+    """Turn sqlite3 errors into :class:`StorageError` naming the operation (a class: it runs per statement)."""
+
+    __slots__ = ("what",)
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: object, exc: BaseException | None, tb: object) -> bool:
+        if exc is None:
+            return False
+        what = self.what
+        if isinstance(exc, sqlite3.OperationalError):
+            text = str(exc)
+            if "locked" in text or "busy" in text:
+                raise StorageError(f"{what}: the database stayed locked by another process; try again") from exc
+            raise StorageError(f"{what}: {text}") from exc
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise StorageError(f"{what}: {exc}") from exc
+        return False
 
 
 # --- SQLite ---------------------------------------------------------------------------------
@@ -574,8 +678,11 @@ def _sqlite_errors(what: str) -> Iterator[None]:
 class _SQLiteTransaction(StoreTransaction):
     """A :class:`StoreTransaction` on an SQLite connection that has run ``BEGIN IMMEDIATE``."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, cache: dict[tuple[object, ...], tuple[TokenParams, SealedSeed]] | None = None
+    ) -> None:
         self._conn: sqlite3.Connection | None = conn
+        self._cache = cache
         #: The record last read by :meth:`get` (its parameters and seed need no rewrite).
         self._read: TokenRecord | None = None
 
@@ -592,7 +699,7 @@ class _SQLiteTransaction(StoreTransaction):
             row = self._c().execute(_SELECT_TOKEN + " WHERE serial = ?", (serial,)).fetchone()
         if row is None:
             return None
-        record = _row_to_record(row)
+        record = _row_to_record(row, self._cache)
         self._read = record
         return record
 
@@ -676,6 +783,7 @@ class SQLiteStore(TokenStore):
         self._path = Path(path)
         self._tx: _SQLiteTransaction | None = None
         self._in_batch = False
+        self._params_cache: dict[tuple[object, ...], tuple[TokenParams, SealedSeed]] = {}
         self._conn: sqlite3.Connection | None = None
         _create_db_file(self._path)
         with _sqlite_errors(f"opening database {self._path}"):
@@ -770,7 +878,7 @@ class SQLiteStore(TokenStore):
         if self._in_batch:
             with _sqlite_errors(f"starting a transaction on {self._path}"):
                 conn.execute("SAVEPOINT decision")
-            tx = _SQLiteTransaction(conn)
+            tx = _SQLiteTransaction(conn, self._params_cache)
             self._tx = tx
             try:
                 yield tx
@@ -788,7 +896,7 @@ class SQLiteStore(TokenStore):
             return
         with _sqlite_errors(f"starting a transaction on {self._path}"):
             conn.execute("BEGIN IMMEDIATE")
-        tx = _SQLiteTransaction(conn)
+        tx = _SQLiteTransaction(conn, self._params_cache)
         self._tx = tx
         try:
             yield tx
@@ -901,6 +1009,38 @@ class SQLiteStore(TokenStore):
         with _sqlite_errors("reading the audit log"):
             rows = self._c().execute(query, params).fetchall()
         return [AuditEvent(serial=r[0], at_ns=r[1], event=r[2], detail=r[3]) for r in rows]
+
+    # -- credentials ---------------------------------------------------------------------------------
+
+    def add_credential(self, credential: Credential) -> None:
+        check_credential(credential)
+        with self.transaction():
+            with _sqlite_errors("adding a credential"):
+                try:
+                    self._c().execute(
+                        "INSERT INTO credentials (ident, kind, digest, label, created_ns, revoked_ns) "
+                        "VALUES (?, ?, ?, ?, ?, ?)",
+                        (credential.ident, credential.kind, credential.digest, credential.label,
+                         credential.created_ns, credential.revoked_ns),
+                    )
+                except sqlite3.IntegrityError:
+                    raise InvalidInputError(f"credential {credential.ident} already exists") from None
+
+    def credentials(self) -> list[Credential]:
+        with _sqlite_errors("reading credentials"):
+            rows = self._c().execute(
+                "SELECT ident, kind, digest, label, created_ns, revoked_ns FROM credentials ORDER BY ident"
+            ).fetchall()
+        return [Credential(str(i), str(k), bytes(d), str(lb), int(c), r) for i, k, d, lb, c, r in rows]
+
+    def revoke_credential(self, ident: str, at_ns: int) -> bool:
+        _check_int("revoked time", at_ns, ident)
+        with self.transaction():
+            with _sqlite_errors("revoking a credential"):
+                cursor = self._c().execute(
+                    "UPDATE credentials SET revoked_ns = ? WHERE ident = ? AND revoked_ns IS NULL", (at_ns, ident)
+                )
+        return cursor.rowcount == 1
 
     # -- master keys -------------------------------------------------------------------------------------
 

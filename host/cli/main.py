@@ -39,7 +39,7 @@ def main() -> None:
 
 def _register() -> None:
     from host.cli import backend_cmd, codes_cmd, device_cmd, fleet_cmd, serve_cmd, token_cmd, validator_cmd
-    from host.cli import demo_cmd, portal_cmd
+    from host.cli import demo_cmd, portal_cmd, validator_service_cmd  # noqa: F401 (adds 'validator serve', 'token')
 
     main.add_command(codes_cmd.codes)
     main.add_command(backend_cmd.backend)

@@ -110,6 +110,10 @@ def init(vc: ValidatorContext) -> None:
         where = f"master key from ${ENV_VAR}"
     SQLiteStore(vc.db).close()
     click.echo(f"validator database {vc.db} created; {where}")
+    from host.cli.validator_service_cmd import create_token  # the service's edge, imported only here
+
+    token = create_token(vc, "admin", "made by init")
+    click.echo(f"administrator token for 'validator serve' (shown once, stored hashed): {token}")
 
 
 @validator.command("import")

@@ -1,0 +1,222 @@
+"""privacyIDEA's validation API on vtoken: ``POST /validate/check`` and ``POST /token/resync``.
+
+Existing privacyIDEA clients (the PAM module, the RADIUS plugin, credential
+providers) send ``serial`` (or ``user`` + ``realm``) and ``pass`` as a form or
+JSON and read ``result.status``, ``result.value``, ``result.authentication``
+and ``detail``. We answer in that shape. Parameters privacyIDEA knows but
+vtoken does not use (``client``, ``options``, …) are ignored, as privacyIDEA
+ignores what it does not use; a value of the wrong type is refused.
+
+vtoken's next-code round maps to privacyIDEA's challenge: ``authentication``
+is ``CHALLENGE`` with a ``transaction_id``; a client that answers the challenge
+(``transaction_id`` + ``pass``) gets the pair checked for the same token.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+import urllib.parse
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from validator.service import Reason, Result, Validator
+
+if TYPE_CHECKING:
+    from server.app import Service
+
+API_VERSION = "vtoken (privacyIDEA 3 validate API)"
+#: privacyIDEA's error codes for what a client can get wrong.
+ERR_PARAMETER = 905
+ERR_USER = 904
+ERR_AUTH = 4033
+#: Open challenges (next-code rounds) remembered per process, and for how long.
+MAX_CHALLENGES = 100_000
+CHALLENGE_TTL_S = 300.0
+#: Form fields are text; these are the ones read.
+FIELDS = ("serial", "pass", "user", "realm", "transaction_id", "otp1", "otp2")
+
+#: Human messages privacyIDEA clients are used to, by outcome.
+_MESSAGES = {
+    Reason.ACCEPTED: "matching 1 tokens",
+    Reason.WRONG_CODE: "wrong otp value",
+    Reason.REPLAY: "wrong otp value. previous otp used again",
+}
+
+
+def _answer(
+    status: bool, value: bool | None, authentication: str | None, detail: dict[str, Any], http: int = 200,
+    error: tuple[int, str] | None = None,
+) -> JSONResponse:
+    result: dict[str, Any] = {"status": status}
+    if value is not None:
+        result["value"] = value
+    if authentication is not None:
+        result["authentication"] = authentication
+    if error is not None:
+        result["error"] = {"code": error[0], "message": error[1]}
+    return JSONResponse(
+        {"id": 1, "jsonrpc": "2.0", "version": API_VERSION, "time": time.time(), "result": result, "detail": detail},
+        status_code=http,
+    )
+
+
+def _error(code: int, message: str, http: int = 400) -> JSONResponse:
+    return _answer(False, None, None, {}, http, (code, message))
+
+
+class _ParameterError(Exception):
+    pass
+
+
+class PrivacyIdeaApi:
+    """The two endpoints, over the service's group committer."""
+
+    def __init__(self, service: Service, resolve_user: Callable[[Validator, str, str], str | None] | None) -> None:
+        self._service = service
+        self._resolve_user = resolve_user
+        self._challenges: OrderedDict[str, tuple[str, float]] = OrderedDict()
+
+    async def _params(self, request: Request) -> dict[str, str]:
+        from server.app import read_body
+
+        body = await read_body(request, self._service.config.max_body_bytes)
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype == "application/json":
+            try:
+                data = json.loads(body)
+            except (ValueError, UnicodeDecodeError):
+                raise _ParameterError("malformed JSON") from None
+            if not isinstance(data, dict):
+                raise _ParameterError("the body must be a JSON object")
+        else:
+            try:
+                pairs = urllib.parse.parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+            except UnicodeDecodeError:
+                raise _ParameterError("the form is not UTF-8") from None
+            data = dict(pairs)
+        params = {}
+        for name in FIELDS:
+            if name in data:
+                value = data[name]
+                if not isinstance(value, str):
+                    raise _ParameterError(f"parameter {name!r} must be text")
+                params[name] = value
+        return params
+
+    def _remember(self, serial: str) -> str:
+        now = time.monotonic()
+        while self._challenges and (
+            len(self._challenges) >= MAX_CHALLENGES or next(iter(self._challenges.values()))[1] < now
+        ):
+            self._challenges.popitem(last=False)
+        transaction_id = secrets.token_hex(10)
+        self._challenges[transaction_id] = (serial, now + CHALLENGE_TTL_S)
+        return transaction_id
+
+    def _challenged(self, transaction_id: str) -> str | None:
+        found = self._challenges.get(transaction_id)
+        if found is None or found[1] < time.monotonic():
+            return None
+        return found[0]
+
+    async def validate_check(self, request: Request) -> Response:
+        service = self._service
+        try:
+            await service.require_client(request)
+        except Exception as exc:  # ApiError: 401/403 in privacyIDEA's shape
+            status = getattr(exc, "status", 401)
+            return _error(ERR_AUTH, getattr(exc, "message", "authentication required"), status)
+        try:
+            params = await self._params(request)
+        except _ParameterError as exc:
+            return _error(ERR_PARAMETER, f"ERR{ERR_PARAMETER}: {exc}")
+        if "pass" not in params:
+            return _error(ERR_PARAMETER, f"ERR{ERR_PARAMETER}: Missing parameter: 'pass'")
+        code = params["pass"]
+        serial = params.get("serial")
+        if not serial and params.get("transaction_id"):
+            serial = self._challenged(params["transaction_id"])
+        user, realm = params.get("user", ""), params.get("realm", "")
+        if not serial and user:
+            if self._resolve_user is None:
+                return _error(ERR_USER, f"ERR{ERR_USER}: users are resolved only with --portal-db")
+            resolve = self._resolve_user
+            serial = await service.admin_job(lambda v: resolve(v, user, realm))
+            if not serial:
+                return _error(ERR_USER, f"ERR{ERR_USER}: The user can not be found in any resolver in this realm!")
+        if not serial:
+            return _error(ERR_PARAMETER, f"ERR{ERR_PARAMETER}: Missing parameter: 'serial' or 'user'")
+        found = serial
+
+        def job(v: Validator) -> tuple[Result, int, str, int]:
+            at = v.clock.now_ns()
+            result = v.check(found, code, at)
+            rec = v.store.get(result.serial)
+            kind, digits = (rec.params.kind.value, rec.params.digits) if rec is not None else ("", 0)
+            return result, at, kind, digits
+
+        result, _, kind, digits = await self._decide("validate", job)
+        return self._check_answer(result, kind, digits)
+
+    async def _decide(self, operation: str, job: Callable[[Validator], Any]) -> Any:
+        service = self._service
+        start = time.perf_counter()
+        answer = await service.committer.run_async(job)
+        service.metrics.latency.labels(operation).observe(time.perf_counter() - start)
+        service.metrics.decisions.labels(operation, answer[0].reason.value).inc()
+        return answer
+
+    def _check_answer(self, result: Result, kind: str, digits: int) -> JSONResponse:
+        detail: dict[str, Any] = {"serial": result.serial, "type": kind or None, "otplen": digits or None,
+                                  "threadid": 0}
+        if result.accepted:
+            detail["message"] = _MESSAGES[Reason.ACCEPTED]
+            return _answer(True, True, "ACCEPT", detail)
+        if result.reason is Reason.NEXT_CODE_REQUIRED:
+            transaction_id = self._remember(result.serial)
+            detail.update(
+                message="please enter the next code your token shows",
+                transaction_id=transaction_id,
+                transaction_ids=[transaction_id],
+                multi_challenge=[{"serial": result.serial, "transaction_id": transaction_id, "type": kind,
+                                  "message": "please enter the next code your token shows"}],
+            )
+            return _answer(True, False, "CHALLENGE", detail)
+        if result.reason in (Reason.UNKNOWN_SERIAL, Reason.MISTYPED_SERIAL):
+            detail["message"] = "The token does not exist" if result.reason is Reason.UNKNOWN_SERIAL else result.message
+            return _answer(True, False, "REJECT", detail)
+        detail["message"] = _MESSAGES.get(result.reason, result.message)
+        return _answer(True, False, "REJECT", detail)
+
+    async def token_resync(self, request: Request) -> Response:
+        service = self._service
+        try:
+            from server.app import ADMIN
+
+            await service.require(request, ADMIN)
+        except Exception as exc:
+            return _error(ERR_AUTH, getattr(exc, "message", "authentication required"), getattr(exc, "status", 401))
+        try:
+            params = await self._params(request)
+        except _ParameterError as exc:
+            return _error(ERR_PARAMETER, f"ERR{ERR_PARAMETER}: {exc}")
+        missing = [name for name in ("serial", "otp1", "otp2") if not params.get(name)]
+        if missing:
+            return _error(ERR_PARAMETER, f"ERR{ERR_PARAMETER}: Missing parameter: {missing[0]!r}")
+        serial, otp1, otp2 = params["serial"], params["otp1"], params["otp2"]
+
+        def job(v: Validator) -> tuple[Result, int]:
+            at = v.clock.now_ns()
+            return v.register(serial, otp1, otp2, at), at
+
+        result, _ = await self._decide("resync", job)
+        return _answer(True, result.accepted, None, {"message": result.message, "serial": result.serial})
+
+
+__all__ = ["API_VERSION", "PrivacyIdeaApi"]
