@@ -2,9 +2,11 @@
 
 Requests (a function of the :class:`~validator.service.Validator`) are queued with
 a future. The writer takes everything waiting (up to ``max_batch``), opens one
-store batch (:meth:`~validator.store.TokenStore.batch`), runs each decision in
-its own savepoint with the validator's usual rules and compare-and-set, commits
-once (one fsync for the whole batch), and only then resolves the futures. If
+store batch (:meth:`~validator.store.TokenStore.batch`), runs each decision with
+the validator's usual rules and compare-and-set, commits once (one fsync for
+the whole batch), and only then resolves the futures. A decision that raises
+(a bug, a storage error) spoils the batch: it is rolled back whole and its
+requests are decided again one by one, so one failure fails one request. If
 the commit fails, every request of the batch gets the error and none is
 answered as accepted. When the queue is empty the writer blocks on it, so a
 lone request is decided at once: the batch grows only with the load.
@@ -35,6 +37,10 @@ DEFAULT_MAX_BATCH = 256
 _STOP = object()
 
 Job = Callable[[Validator], Any]
+
+
+class _Spoiled(Exception):
+    """A decision raised inside a batch: the batch is rolled back and its requests decided one by one."""
 
 
 class ServiceUnavailableError(VTokenError):
@@ -211,14 +217,26 @@ class GroupCommitter:
 
     def _decide(self, store: TokenStore, validator: Validator, batch: list[_Request]) -> None:
         outcomes: list[tuple[_Request, Any, bool]] = []
+        failed: tuple[_Request, BaseException] | None = None
         start = time.perf_counter()
         try:
             with store.batch():
                 for request in batch:
                     try:
                         outcomes.append((request, request.job(validator), False))
-                    except VTokenError as exc:  # refused input: this request alone (its savepoint is undone)
-                        outcomes.append((request, exc, True))
+                    except Exception as exc:  # spoils the batch: the store keeps nothing of it
+                        failed = (request, exc)
+                        raise _Spoiled from exc
+        except _Spoiled:
+            assert failed is not None
+            self._observe(len(batch), time.perf_counter() - start, False)
+            if len(batch) == 1:
+                _settle([(failed[0], failed[1], True)])
+                return
+            # Decide each request alone, so one failure fails one request.
+            for request in batch:
+                self._decide(store, validator, [request])
+            return
         except (StorageError, OSError) as exc:
             error = ServiceUnavailableError(f"the store could not commit; nothing in this batch was accepted ({exc})")
             _settle([(request, error, True) for request in batch])

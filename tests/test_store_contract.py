@@ -84,23 +84,25 @@ def test_a_batch_commits_every_transaction_in_it(make_store: Callable[[], TokenS
     assert [e.event for e in again.events(a)][-1] == "test"
 
 
-def test_a_failing_transaction_in_a_batch_is_undone_alone(
-    make_store: Callable[[], TokenStore], keyring: Keyring
-) -> None:
+def test_a_failing_transaction_spoils_its_batch(make_store: Callable[[], TokenStore], keyring: Keyring) -> None:
+    """A block that raises inside a batch: the batch keeps nothing, even if its caller carries on."""
     store = make_store()
     a, b, c = _add(store, keyring, [1, 2, 3])
-    with store.batch():
-        _bump(store, a, 1)
-        with pytest.raises(RuntimeError):
-            with store.transaction() as tx:
-                rec = tx.get(b)
-                tx.update(evolve(rec, failures=9), expected_version=rec.version)
-                tx.log_event(b, START_NS, "doomed")
-                raise RuntimeError("decision failed")
-        _bump(store, c, 2)
+    with pytest.raises(StorageError, match="nothing of the batch was kept"):
+        with store.batch():
+            _bump(store, a, 1)
+            with pytest.raises(RuntimeError):
+                with store.transaction() as tx:
+                    rec = tx.get(b)
+                    tx.update(evolve(rec, failures=9), expected_version=rec.version)
+                    tx.log_event(b, START_NS, "doomed")
+                    raise RuntimeError("decision failed")
+            _bump(store, c, 2)
     again = make_store()
-    assert (again.get(a).failures, again.get(b).failures, again.get(c).failures) == (1, 0, 2)
+    assert (again.get(a).failures, again.get(b).failures, again.get(c).failures) == (0, 0, 0)
     assert "doomed" not in [e.event for e in again.events(b)]
+    _bump(store, a, 1)  # and the store works on
+    assert make_store().get(a).failures == 1
 
 
 def test_a_failed_batch_keeps_nothing(make_store: Callable[[], TokenStore], keyring: Keyring) -> None:

@@ -154,6 +154,8 @@ class _MemoryTransactionContext:
             if tx is not None:
                 if exc_type is not None:
                     tx._rollback()
+                    if self._in_batch:
+                        store._batch_spoiled = True
                 elif self._in_batch:
                     store._batch_undo.append(list(tx._undo))  # undone if the batch fails
         finally:
@@ -179,19 +181,22 @@ class _MemoryBatch:
         if store._batch_owner == me or (store._tx is not None and store._owner == me):
             raise StorageError("a transaction is already open on this store")
         store._lock.acquire()
-        store._batch_owner, store._batch_undo = me, []
+        store._batch_owner, store._batch_undo, store._batch_spoiled = me, [], False
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
         store = self._store
+        spoiled = store._batch_spoiled
         try:
-            if exc_type is not None:
+            if exc_type is not None or spoiled:
                 for undo in reversed(store._batch_undo):
                     tx = _MemoryTransaction(store)
                     tx._undo = undo
                     tx._rollback()
         finally:
-            store._batch_owner, store._batch_undo = None, []
+            store._batch_owner, store._batch_undo, store._batch_spoiled = None, [], False
             store._lock.release()
+        if spoiled and exc_type is None:
+            raise StorageError("a transaction in the batch failed: nothing of the batch was kept")
 
 
 class MemoryStore(TokenStore):
@@ -207,6 +212,7 @@ class MemoryStore(TokenStore):
         self._owner: int | None = None
         self._batch_owner: int | None = None
         self._batch_undo: list[list[tuple]] = []
+        self._batch_spoiled = False
         self._closed = False
 
     def _check_open(self) -> None:

@@ -180,11 +180,14 @@ class TokenStore(abc.ABC):
     def batch(self) -> contextlib.AbstractContextManager[None]:
         """Group commit: one durable transaction around many :meth:`transaction` blocks.
 
-        Inside the block every :meth:`transaction` is a savepoint: its changes are
-        undone alone if it raises, and kept otherwise, but nothing is durable
-        until the batch commits once at the end. If that commit fails, every
-        change of the batch is lost and the error is raised: a caller answers no
-        request of the batch as accepted until this block has returned.
+        Inside the block each :meth:`transaction` runs in the batch's transaction:
+        nothing is durable until the batch commits once at the end. If a
+        :meth:`transaction` block raises, the batch is spoiled: nothing of it is
+        kept (the exception propagates; a batch left normally after one raises
+        :class:`StorageError`), and the caller decides its requests again one by
+        one. If the commit fails, every change of the batch is lost and the error
+        is raised: a caller answers no request of the batch as accepted until
+        this block has returned.
         """
 
     @abc.abstractmethod
@@ -783,6 +786,7 @@ class SQLiteStore(TokenStore):
         self._path = Path(path)
         self._tx: _SQLiteTransaction | None = None
         self._in_batch = False
+        self._batch_spoiled = False
         self._params_cache: dict[tuple[object, ...], tuple[TokenParams, SealedSeed]] = {}
         self._conn: sqlite3.Connection | None = None
         _create_db_file(self._path)
@@ -871,25 +875,20 @@ class SQLiteStore(TokenStore):
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[StoreTransaction]:
-        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` if the block raises); a savepoint in a batch."""
+        """``BEGIN IMMEDIATE`` ... ``COMMIT`` (or ``ROLLBACK`` if the block raises); part of the batch in one."""
         conn = self._c()
         if self._tx is not None:
             raise StorageError("a transaction is already open on this store")
         if self._in_batch:
-            with _sqlite_errors(f"starting a transaction on {self._path}"):
-                conn.execute("SAVEPOINT decision")
+            # Inside a batch: no savepoint (two statements per decision saved); a block that raises
+            # spoils the batch, which then keeps nothing (see TokenStore.batch).
             tx = _SQLiteTransaction(conn, self._params_cache)
             self._tx = tx
             try:
                 yield tx
             except BaseException:
-                with contextlib.suppress(sqlite3.Error):
-                    conn.execute("ROLLBACK TO decision")
-                    conn.execute("RELEASE decision")
+                self._batch_spoiled = True
                 raise
-            else:
-                with _sqlite_errors(f"writing to {self._path}"):
-                    conn.execute("RELEASE decision")
             finally:
                 tx._end()
                 self._tx = None
@@ -921,13 +920,13 @@ class SQLiteStore(TokenStore):
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """``BEGIN IMMEDIATE``, the block's transactions as savepoints, one ``COMMIT`` (one fsync)."""
+        """``BEGIN IMMEDIATE``, the block's transactions, one ``COMMIT`` (one fsync)."""
         conn = self._c()
         if self._tx is not None or self._in_batch:
             raise StorageError("a transaction is already open on this store")
         with _sqlite_errors(f"starting a transaction on {self._path}"):
             conn.execute("BEGIN IMMEDIATE")
-        self._in_batch = True
+        self._in_batch, self._batch_spoiled = True, False
         try:
             yield
         except BaseException:
@@ -936,6 +935,10 @@ class SQLiteStore(TokenStore):
                 conn.execute("ROLLBACK")
             raise
         self._in_batch = False
+        if self._batch_spoiled:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise StorageError("a transaction in the batch failed: nothing of the batch was kept")
         self._commit(conn)
 
     # -- tokens ------------------------------------------------------------------------------------
