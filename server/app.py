@@ -86,7 +86,7 @@ async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 past ``limit`` bytes (by Content-Length, or while streaming)."""
     declared = request.headers.get("content-length")
     if declared is not None:
-        if not declared.isdigit():
+        if not (declared.isascii() and declared.isdigit()):
             raise ApiError(400, "Content-Length must be a number")
         if int(declared) > limit:
             raise ApiError(413, f"request body too large: at most {limit} bytes")
@@ -285,7 +285,7 @@ class Service:
         if unknown:
             raise ApiError(400, f"unknown query parameter(s): {', '.join(u[:40] for u in unknown[:5])}")
         text = request.query_params.get("limit", str(DEFAULT_PAGE))
-        if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE:
             raise ApiError(400, f"limit must be a whole number from 1 to {MAX_PAGE}")
         limit, after = int(text), request.query_params.get("after", "")
 

@@ -50,7 +50,7 @@ class ServeOptions:
 def parse_listen(text: str) -> tuple[str, int]:
     """``HOST:PORT`` (``[::1]:PORT`` for IPv6)."""
     host, sep, port = text.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535 or not host:
+    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535 or not host:
         raise InvalidConfigError(f"--listen must be HOST:PORT, not {text!r}")
     return host.strip("[]"), int(port)
 

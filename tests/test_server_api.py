@@ -53,11 +53,15 @@ def test_register_check_replay_and_throttle(live: LiveServer) -> None:
                              "failures", "attempts_left", "retry_after_s"}
         replay = http.post(f"/v1/tokens/{serial}/check", json={"code": code})
         assert replay.status_code == 200 and replay.json()["reason"] == "replay" and not replay.json()["accepted"]
+        assert replay.json()["failures"] == 0  # a copy of the code just accepted: no failure, no throttle
+        wrong_code = "000000" if code != "000000" else "111111"
+        wrong = http.post(f"/v1/tokens/{serial}/check", json={"code": wrong_code})
+        assert wrong.status_code == 200 and wrong.json()["reason"] == "wrong-code" and wrong.json()["failures"] == 1
         throttled = http.post(f"/v1/tokens/{serial}/check", json={"code": live.code(live.step() + 1)})
         assert throttled.status_code == 429
         assert throttled.headers["Retry-After"] == "1" and throttled.json()["retry_after_s"] == 1
         live.clock.advance(2 * S)
-        wrong = http.post(f"/v1/tokens/{serial}/check", json={"code": "000000" if code != "000000" else "111111"})
+        wrong = http.post(f"/v1/tokens/{serial}/check", json={"code": wrong_code})
         assert wrong.status_code == 200 and wrong.json()["reason"] == "wrong-code"
         assert wrong.json()["failures"] == 2 and wrong.json()["attempts_left"] == 8
 
@@ -359,3 +363,9 @@ def test_privacyidea_user_and_realm_resolve_through_the_portal(tmp_path: Path) -
             assert ok.json()["result"]["authentication"] == "ACCEPT" and ok.json()["detail"]["serial"] == serial
             nobody = http.post("/validate/check", data={"user": "bob@example.com", "pass": code})
             assert nobody.status_code == 400 and "can not be found" in nobody.json()["result"]["error"]["message"]
+
+
+def test_non_ascii_digits_are_not_numbers(live: LiveServer) -> None:
+    """Found by schemathesis: '¹'.isdigit() is True, int('¹') raises; both must be a 400."""
+    with live.client() as http:
+        assert http.get("/v1/tokens", params={"limit": "¹"}, headers=live.admin()).status_code == 400

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from validator.memstore import MemoryStore
+from validator.pgstore import PostgresStore
 from validator.records import TokenParams, evolve
 from validator.sealing import Keyring, generate_master_key, seal
 from validator.service import Reason, Validator
@@ -25,24 +26,28 @@ SEED = b"12345678901234567890"
 START_NS = (1_767_225_600 + 15) * NS_PER_SECOND
 
 
-StoreFactory = Callable[[Path], TokenStore]
-STORES: dict[str, StoreFactory] = {
-    "sqlite": lambda folder: SQLiteStore(folder / "v.db"),
-    "memory": lambda folder: MemoryStore(),
-}
+STORES = ("sqlite", "memory", "postgres")
 
 
-@pytest.fixture(params=sorted(STORES))
+@pytest.fixture(params=STORES)
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], TokenStore]]:
+    """Open the store under test; calling it again opens the same data again (memory: the same object)."""
     opened: list[TokenStore] = []
     memory: list[TokenStore] = []
+    url = ""
+    if request.param == "postgres":
+        from tests.conftest import truncate_pg
+
+        url = request.getfixturevalue("pg_url")
+        PostgresStore(url).close()  # the schema exists before the tables are emptied
+        truncate_pg(url)
 
     def make() -> TokenStore:
-        if request.param == "memory":  # one store per test: "reopening" returns the same one
+        if request.param == "memory":
             if not memory:
-                memory.append(STORES["memory"](tmp_path))
+                memory.append(MemoryStore())
             return memory[0]
-        store = STORES[request.param](tmp_path)
+        store: TokenStore = SQLiteStore(tmp_path / "v.db") if request.param == "sqlite" else PostgresStore(url)
         opened.append(store)
         return store
 

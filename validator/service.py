@@ -336,18 +336,25 @@ class Validator:
                 rec.serial,
                 failures=rec.failures,
             )
-        replay_lo = windows.next_lo
-        if floor > replay_lo and _scan(key, replay_lo, floor - 1, value):
-            return self._fail(tx, rec, at, Reason.REPLAY, "this code was already used")
-        return self._fail(tx, rec, at, Reason.WRONG_CODE, "wrong code")
+        return self._refuse(tx, rec, key, value, windows.next_lo, floor, at)
 
     def _check_hotp(self, tx, rec: TokenRecord, key: PreparedKey, value: int, floor: int, at: int) -> Result:
         lookahead = self.policy.hotp_lookahead
         matches = _scan(key, floor, floor + lookahead - 1, value)
         if matches:
             return self._accept(tx, rec, None, matches[0], at, "accept")
-        replay_lo = max(0, floor - lookahead)
-        if floor > replay_lo and _scan(key, replay_lo, floor - 1, value):
+        return self._refuse(tx, rec, key, value, max(0, floor - lookahead), floor, at)
+
+    def _refuse(self, tx, rec: TokenRecord, key: PreparedKey, value: int, replay_lo: int, floor: int, at: int) -> Result:
+        """A code that matched nothing acceptable: a replay, or a wrong code; both count as failures, except
+        a copy of the code just accepted (a double submit, the same code sent to several nodes at once),
+        which can never succeed and tells nothing, so it is refused without throttling its owner."""
+        replays = _scan(key, replay_lo, floor - 1, value) if floor > replay_lo else ()
+        if replays and rec.last_step in replays:
+            tx.log_event(rec.serial, at, Reason.REPLAY.value, "a copy of the last accepted code (no failure counted)")
+            return Result(False, Reason.REPLAY, "this code was already used", rec.serial, failures=rec.failures,
+                          attempts_left=self.policy.max_failures - rec.failures)
+        if replays:
             return self._fail(tx, rec, at, Reason.REPLAY, "this code was already used")
         return self._fail(tx, rec, at, Reason.WRONG_CODE, "wrong code")
 

@@ -53,6 +53,7 @@ __all__ = [
     "SQLiteStore",
     "StoreTransaction",
     "TokenStore",
+    "is_postgres_url",
 ]
 
 #: How long a writer waits for another process's write lock before giving up.
@@ -105,6 +106,11 @@ class Credential:
 
 #: Credential kinds: administrators (import, unlock, list, status) and clients (check, register).
 CREDENTIAL_KINDS = ("admin", "client")
+
+
+def is_postgres_url(text: str) -> bool:
+    """Whether a ``--db`` value names a PostgreSQL database (:mod:`validator.pgstore`) rather than a file."""
+    return text.startswith(("postgresql://", "postgres://"))
 
 
 # --- the interface -------------------------------------------------------------------------

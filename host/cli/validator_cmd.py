@@ -27,7 +27,7 @@ from validator.sealing import (
     write_key_file,
 )
 from validator.service import Result, Validator
-from validator.store import SQLiteStore
+from validator.store import SQLiteStore, TokenStore, is_postgres_url
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
 from vtoken.errors import MasterKeyError, StorageError
 
@@ -38,11 +38,38 @@ NEW_KEY_SUFFIX = ".key.new"
 
 
 class ValidatorContext:
-    """Where the store and its master key live, resolved from the options."""
+    """Where the store and its master key live, resolved from the options.
+
+    ``--db`` is an SQLite file, or a ``postgresql://`` URL shared by several nodes;
+    a PostgreSQL deployment keeps its master key in ``--key-file`` or
+    ``$VTOKEN_MASTER_KEY`` (the same key on every node).
+    """
 
     def __init__(self, db: str, key_file: str | None) -> None:
+        self.url = db if is_postgres_url(db) else None
         self.db = Path(db)
         self.key_file = Path(key_file) if key_file else Path(f"{db}{KEY_SUFFIX}")
+        self._explicit_key_file = key_file is not None
+
+    @property
+    def name(self) -> str:
+        """The database as messages name it (never with a password)."""
+        if self.url is None:
+            return str(self.db)
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(self.url)
+        return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+
+    def open_store(self) -> TokenStore:
+        """Open the store (any thread may call this: the service's writer does)."""
+        if self.url is not None:
+            from validator.pgstore import PostgresStore
+
+            return PostgresStore(self.url)
+        if not self.db.exists():
+            raise StorageError(f"no validator database at {self.db}: run 'vtoken validator --db {self.db} init'")
+        return SQLiteStore(self.db)
 
     @property
     def pending_key_file(self) -> Path:
@@ -54,6 +81,10 @@ class ValidatorContext:
         env = master_key_from_env()
         if env is not None:
             return Keyring(env)
+        if self.url is not None and not self._explicit_key_file:
+            raise MasterKeyError(
+                f"a PostgreSQL database needs --key-file or ${ENV_VAR}: the same master key on every node"
+            )
         if not self.key_file.exists():
             raise MasterKeyError(
                 f"no master key: set {ENV_VAR} or run 'vtoken validator --db {self.db} init' "
@@ -64,11 +95,9 @@ class ValidatorContext:
         return Keyring(current, older)
 
     @contextlib.contextmanager
-    def store(self) -> Iterator[SQLiteStore]:
-        """The opened store; refuses a database that was never initialised."""
-        if not self.db.exists():
-            raise StorageError(f"no validator database at {self.db}: run 'vtoken validator --db {self.db} init'")
-        with SQLiteStore(self.db) as store:
+    def store(self) -> Iterator[TokenStore]:
+        """The opened store; refuses an SQLite file that was never initialised."""
+        with self.open_store() as store:
             yield store
 
     @contextlib.contextmanager
@@ -81,7 +110,7 @@ class ValidatorContext:
 
 @click.group()
 @click.option("--db", default=lambda: os.environ.get(DB_ENV, DEFAULT_DB), show_default=f"${DB_ENV} or {DEFAULT_DB}",
-              help="The validator's SQLite database.")
+              help="The validator's SQLite file, or a postgresql:// URL (shared by several nodes).")
 @click.option("--key-file", default=None, help="Master key file (default: <db>.key); $VTOKEN_MASTER_KEY wins.")
 @click.pass_context
 def validator(ctx: click.Context, db: str, key_file: str | None) -> None:
@@ -101,15 +130,22 @@ def validator(ctx: click.Context, db: str, key_file: str | None) -> None:
 @click.pass_obj
 def init(vc: ValidatorContext) -> None:
     """Create the database and (unless $VTOKEN_MASTER_KEY is set) a master key file, mode 0600."""
-    if vc.db.exists():
+    if vc.url is None and vc.db.exists():
         raise StorageError(f"{vc.db} already exists")
-    if master_key_from_env() is None:
+    if vc.url is not None and master_key_from_env() is None and not vc._explicit_key_file:
+        raise MasterKeyError(f"a PostgreSQL database needs --key-file or ${ENV_VAR}: the same master key on every node")
+    if master_key_from_env() is None and not (vc.url is not None and vc.key_file.exists()):
         write_key_file(vc.key_file, generate_master_key())
         where = f"master key in {vc.key_file} (mode 0600): back it up; without it the seeds are lost"
+    elif master_key_from_env() is None:
+        where = f"master key in {vc.key_file} (kept: another node made it)"
     else:
         where = f"master key from ${ENV_VAR}"
-    SQLiteStore(vc.db).close()
-    click.echo(f"validator database {vc.db} created; {where}")
+    if vc.url is None:
+        SQLiteStore(vc.db).close()
+    else:
+        vc.open_store().close()  # creates or migrates the schema under an advisory lock
+    click.echo(f"validator database {vc.name} {'created' if vc.url is None else 'ready'}; {where}")
     from host.cli.validator_service_cmd import create_token  # the service's edge, imported only here
 
     token = create_token(vc, "admin", "made by init")

@@ -17,7 +17,7 @@ from server.app import ServiceConfig
 from server.auth import make_credential
 from server.groupcommit import DEFAULT_MAX_BATCH
 from server.runner import ServeOptions, parse_listen, serve
-from validator.store import CREDENTIAL_KINDS, SQLiteStore, TokenStore
+from validator.store import CREDENTIAL_KINDS
 from vtoken.errors import InvalidInputError, StorageError
 
 
@@ -53,15 +53,11 @@ def serve_cmd(
     """
     host, port = parse_listen(listen)
     keyring = vc.keyring()
-    if not vc.db.exists():
-        raise StorageError(f"no validator database at {vc.db}: run 'vtoken validator --db {vc.db} init'")
-    db = vc.db
-
-    def open_store() -> TokenStore:
-        return SQLiteStore(db)
+    vc.open_store().close()  # a missing file or an unreachable database is reported now, not in the writer
+    db = vc.name
 
     options = ServeOptions(
-        open_store=open_store,
+        open_store=vc.open_store,
         keyring=keyring,
         clock=SystemClock(),
         host=host,
