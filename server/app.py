@@ -208,11 +208,13 @@ class Service:
 
     # -- plumbing -----------------------------------------------------------------------------------
 
-    async def decide(self, operation: str, job: Callable[[Validator], tuple[Result, int]]) -> tuple[Result, int]:
-        """Run a decision through the group committer; count it."""
+    async def decide(
+        self, operation: str, job: Callable[[Validator], tuple[Result, int]], serial: str = ""
+    ) -> tuple[Result, int]:
+        """Run a decision about token ``serial`` through the group committer; count it."""
         start = time.perf_counter()
         try:
-            result, at = await self.committer.run_async(job)
+            result, at = await self.committer.run_async(job, key=serial)
         except ServiceUnavailableError:
             self.metrics.decisions.labels(operation, "unavailable").inc()
             raise
@@ -260,7 +262,7 @@ class Service:
             at = v.clock.now_ns()
             return v.check(serial, code, at), at
 
-        return result_response(*await self.decide("check", job))
+        return result_response(*await self.decide("check", job, serial))
 
     async def register(self, request: Request) -> Response:
         await self.require_client(request)
@@ -272,7 +274,7 @@ class Service:
             at = v.clock.now_ns()
             return v.register(serial, code1, code2, at), at
 
-        return result_response(*await self.decide("register", job))
+        return result_response(*await self.decide("register", job, serial))
 
     async def status(self, request: Request) -> Response:
         await self.require(request, ADMIN)
@@ -310,7 +312,7 @@ class Service:
             at = v.clock.now_ns()
             return v.unlock(serial, at), at
 
-        return result_response(*await self.decide("unlock", job))
+        return result_response(*await self.decide("unlock", job, serial))
 
     async def import_tokens(self, request: Request) -> Response:
         await self.require(request, ADMIN)

@@ -74,6 +74,9 @@ class _Waiter:
 class _Request:
     job: Job
     batched: bool
+    #: Decisions in a batch run ordered by this (the token's serial): every node locks rows in one
+    #: order, so batches on two nodes sharing a database cannot deadlock. Same key: arrival order.
+    key: str = ""
     #: Exactly one of these is set: a thread's future or waiter, or an asyncio future and its loop.
     future: concurrent.futures.Future[Any] | None = None
     afuture: asyncio.Future[Any] | None = None
@@ -136,23 +139,26 @@ class GroupCommitter:
 
     # --- submitting -----------------------------------------------------------------------
 
-    def submit(self, job: Job, *, batched: bool = True) -> concurrent.futures.Future[Any]:
-        """Queue ``job`` from any thread; the future resolves after its batch has committed."""
+    def submit(self, job: Job, *, batched: bool = True, key: str = "") -> concurrent.futures.Future[Any]:
+        """Queue ``job`` from any thread; the future resolves after its batch has committed.
+
+        ``key``: the serial the job decides about (orders the batch; see :class:`_Request`).
+        """
         future: concurrent.futures.Future[Any] = concurrent.futures.Future()
-        self._put(_Request(job, batched, future=future))
+        self._put(_Request(job, batched, key, future=future))
         return future
 
-    def run(self, job: Job, *, batched: bool = True, timeout: float | None = None) -> Any:
+    def run(self, job: Job, *, batched: bool = True, timeout: float | None = None, key: str = "") -> Any:
         """Submit from a thread and wait for the committed result."""
         waiter = _Waiter()
-        self._put(_Request(job, batched, waiter=waiter))
+        self._put(_Request(job, batched, key, waiter=waiter))
         return waiter.wait(timeout)
 
-    async def run_async(self, job: Job, *, batched: bool = True) -> Any:
+    async def run_async(self, job: Job, *, batched: bool = True, key: str = "") -> Any:
         """Submit from an event loop and await the committed result."""
         loop = asyncio.get_running_loop()
         afuture = loop.create_future()
-        self._put(_Request(job, batched, afuture=afuture, loop=loop))
+        self._put(_Request(job, batched, key, afuture=afuture, loop=loop))
         return await afuture
 
     def _put(self, request: _Request) -> None:
@@ -219,6 +225,8 @@ class GroupCommitter:
         outcomes: list[tuple[_Request, Any, bool]] = []
         failed: tuple[_Request, BaseException] | None = None
         start = time.perf_counter()
+        if len(batch) > 1:
+            batch = sorted(batch, key=_request_key)  # stable: one token's requests keep their order
         try:
             with store.batch():
                 for request in batch:
@@ -255,6 +263,10 @@ class GroupCommitter:
                 self._on_batch(size, seconds, committed)
             except Exception:  # metrics must never break the writer
                 pass
+
+
+def _request_key(request: _Request) -> str:
+    return request.key
 
 
 def _settle(outcomes: list[tuple[_Request, Any, bool]]) -> None:

@@ -161,13 +161,13 @@ class PrivacyIdeaApi:
             kind, digits = (rec.params.kind.value, rec.params.digits) if rec is not None else ("", 0)
             return result, at, kind, digits
 
-        result, _, kind, digits = await self._decide("validate", job)
+        result, _, kind, digits = await self._decide("validate", job, found)
         return self._check_answer(result, kind, digits)
 
-    async def _decide(self, operation: str, job: Callable[[Validator], Any]) -> Any:
+    async def _decide(self, operation: str, job: Callable[[Validator], Any], serial: str) -> Any:
         service = self._service
         start = time.perf_counter()
-        answer = await service.committer.run_async(job)
+        answer = await service.committer.run_async(job, key=serial)
         service.metrics.latency.labels(operation).observe(time.perf_counter() - start)
         service.metrics.decisions.labels(operation, answer[0].reason.value).inc()
         return answer
@@ -215,7 +215,7 @@ class PrivacyIdeaApi:
             at = v.clock.now_ns()
             return v.register(serial, otp1, otp2, at), at
 
-        result, _ = await self._decide("resync", job)
+        result, _ = await self._decide("resync", job, serial)
         return _answer(True, result.accepted, None, {"message": result.message, "serial": result.serial})
 
 

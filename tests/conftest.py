@@ -75,9 +75,10 @@ def pg_url() -> object:
     name = f"vtoken_test_{os.getpid()}_{secrets.token_hex(4)}"
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield _with_dbname(PG_DSN, name)
-        finally:
+    try:
+        yield _with_dbname(PG_DSN, name)
+    finally:  # a new connection: a test may have restarted the server meanwhile
+        with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=10) as admin:
             admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 

@@ -17,6 +17,7 @@ from server.app import ServiceConfig
 from server.auth import make_credential
 from server.groupcommit import DEFAULT_MAX_BATCH
 from server.runner import ServeOptions, parse_listen, serve
+from validator.policy import Policy
 from validator.store import CREDENTIAL_KINDS
 from vtoken.errors import InvalidInputError, StorageError
 
@@ -40,10 +41,12 @@ def create_token(vc: ValidatorContext, kind: str, label: str) -> str:
               help="Resolve privacyIDEA 'user' parameters through this portal database.")
 @click.option("--max-batch", type=click.IntRange(1, 10_000), default=DEFAULT_MAX_BATCH, show_default=True,
               help="Most decisions committed together.")
+@click.option("--throttle-ms", type=click.IntRange(0, 3_600_000), default=1000, show_default=True,
+              help="After the n-th consecutive failure a token is refused for n times this (RFC 4226 §7.3).")
 @click.pass_obj
 def serve_cmd(
     vc: ValidatorContext, listen: str, tls_cert: str | None, tls_key: str | None, require_api_key: bool,
-    portal_db: str | None, max_batch: int,
+    portal_db: str | None, max_batch: int, throttle_ms: int,
 ) -> None:
     """Serve the validator over HTTP/JSON (and privacyIDEA's /validate/check) until Ctrl-C or SIGTERM.
 
@@ -67,6 +70,7 @@ def serve_cmd(
         config=ServiceConfig(require_api_key=require_api_key),
         max_batch=max_batch,
         portal_db=Path(portal_db) if portal_db else None,
+        policy=Policy(failure_delay_ns=throttle_ms * 1_000_000),
     )
 
     def ready(url: str) -> None:
