@@ -19,7 +19,11 @@ Operations (see ``python -m bench --help`` for the sizes of each mode):
   (every rule, the drift-state update, the history and audit rows);
 * durable end-to-end verification: ``Validator.check`` on an SQLite store in a
   temporary file (WAL, synchronous=FULL: every accepted step is fsynced before
-  the result is returned);
+  the result is returned); beside it the group committer (``server/groupcommit.py``)
+  in-process with 64 threads, each checking its own HOTP token's next code;
+* durable verification over HTTP: ``vtoken validator serve`` in a subprocess,
+  driven by ``vtoken loadgen`` (``loadgen/``) with an HOTP fleet at 1, 16 and 64
+  concurrent clients, 10 % replays and 5 % random codes, every answer checked;
 * PRESS round trip over a pty (``bench/press_roundtrip.py``);
 * fleet creation: 100,000 tokens to a password-protected PSKC file.
 """
@@ -31,8 +35,13 @@ import itertools
 import os
 import platform
 import random
+import re
+import select
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -60,6 +69,16 @@ VERIFY_STEPS = 1000
 FLEET_OPERATION = "fleet 100k tokens → PSKC"
 #: Validator.check is timed once the token's history holds this many accepted codes (the fit's cap).
 WARM_HISTORY = 200
+DURABLE_OPERATION = "verify, durable end-to-end (SQLite, fsync)"
+GROUP_COMMIT_IMPL = "group commit, in-process, 64 threads"
+GROUP_COMMIT_THREADS = 64
+HTTP_OPERATION = "verify, durable over HTTP (validator serve + loadgen)"
+#: Closed-loop clients of the HTTP rows, and the load's mix.
+HTTP_CONCURRENCY = (1, 16, 64)
+HTTP_REPLAYS = 0.10
+HTTP_RANDOM = 0.05
+#: Seconds to wait for ``vtoken validator serve`` to say where it listens.
+SERVE_START_S = 20.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +105,12 @@ class Config:
     fleet_runs: int
     #: Correctness check of every implementation on at most this many codes of the timed work.
     check_codes: int = 2000
+    #: Group commit: checks per thread per sample.
+    group_commit_checks: int = 100
+    #: HTTP rows: HOTP fleet size, runs per concurrency, requests per run (one per HTTP_CONCURRENCY).
+    http_tokens: int = 2000
+    http_runs: int = 3
+    http_requests: tuple[int, ...] = (3000, 15_000, 20_000)
 
 
 
@@ -94,18 +119,21 @@ FULL = Config(
     generate_fast=1_000_000, generate_slow=200_000, generate_pyotp=50_000, generate_oathtool=1_000_000,
     checks_memory=2000, checks_durable=500, warm_history=WARM_HISTORY,
     presses=2001, fleet_tokens=100_000, fleet_runs=3,
+    group_commit_checks=100, http_tokens=2000, http_runs=3, http_requests=(3000, 15_000, 20_000),
 )
 QUICK = Config(
     mode="quick", repeats=3, min_time=0.05,
     generate_fast=1_000_000, generate_slow=20_000, generate_pyotp=5_000, generate_oathtool=200_000,
     checks_memory=300, checks_durable=150, warm_history=WARM_HISTORY,
     presses=301, fleet_tokens=5_000, fleet_runs=1,
+    group_commit_checks=30, http_tokens=1000, http_runs=1, http_requests=(1000, 4000, 6000),
 )
 SMOKE = Config(
     mode="smoke", repeats=2, min_time=0.0005,
     generate_fast=4_000, generate_slow=300, generate_pyotp=100, generate_oathtool=2_000,
     checks_memory=10, checks_durable=5, warm_history=3,
     presses=11, fleet_tokens=20, fleet_runs=1, check_codes=300,
+    group_commit_checks=2, http_tokens=80, http_runs=1, http_requests=(30, 100, 200),
 )
 MODES = {"full": FULL, "quick": QUICK, "smoke": SMOKE}
 
@@ -247,6 +275,8 @@ class Runner:
         self.rows: list[Row] = []
         self.progress = Progress(0, enabled=progress)
         self._vector_checked: set[tuple[str, str]] = set()
+        #: The HTTP rows share one fleet and one running service (started by the first of them).
+        self._http: HttpBench | None = None
 
     # -- plumbing --
 
@@ -279,8 +309,11 @@ class Runner:
         op = "verify ±1 step, Validator.check, memory store"
         add(op, label, lambda op=op: self.verify_service(op, backend, label, durable=False))
         add(op, self.twin.name, lambda op=op: self.verify_service(op, python_backend(), self.twin.name, durable=False))
-        op = "verify, durable end-to-end (SQLite, fsync)"
+        op = DURABLE_OPERATION
         add(op, label, lambda op=op: self.verify_service(op, backend, label, durable=True))
+        add(op, GROUP_COMMIT_IMPL, lambda op=op: self.group_commit(op, backend))
+        for clients in HTTP_CONCURRENCY:
+            add(HTTP_OPERATION, http_label(clients), lambda clients=clients: self.http_service(HTTP_OPERATION, clients))
         op = "PRESS round trip over a pty"
         add(op, "vtoken", lambda op=op: self.press(op))
         op = FLEET_OPERATION
@@ -290,11 +323,16 @@ class Runner:
     def run(self) -> list[Row]:
         tasks = self._tasks()
         self.progress.total = len(tasks)
-        for operation, impl_name, fn in tasks:
-            self.progress.start(operation, impl_name)
-            row = fn()
-            self.rows.append(row)
-            self.progress.finish(row)
+        try:
+            for operation, impl_name, fn in tasks:
+                self.progress.start(operation, impl_name)
+                row = fn()
+                self.rows.append(row)
+                self.progress.finish(row)
+        finally:
+            if self._http is not None:
+                self._http.close()
+                self._http = None
         harness.add_ratios(self.rows)
         return self.rows
 
@@ -567,6 +605,111 @@ class Runner:
             row.note += f"; a bare BEGIN IMMEDIATE/UPDATE/COMMIT on the same disk manages {floor:,.0f}/s"
         return row
 
+    # -- group commit, in-process --
+
+    def group_commit(self, op: str, backend: Backend) -> Row:
+        """64 threads, each checking its own HOTP token's next code through one GroupCommitter over SQLite."""
+        from server.groupcommit import GroupCommitter
+        from validator.records import TokenParams
+        from validator.sealing import Keyring, MasterKey, seal
+        from validator.service import Reason, Validator
+        from validator.store import SQLiteStore
+        from vtoken.clock import SimulatedClock
+        from vtoken.oath import TokenKind
+        from vtoken.serialno import make_serial
+
+        config = self.config
+        threads, per = GROUP_COMMIT_THREADS, config.group_commit_checks
+        row = Row(op, GROUP_COMMIT_IMPL, VTOKEN, "verifications", threads * per)
+        keyring = Keyring(MasterKey(bytes(range(32))))
+        serials = [make_serial(1000 + i) for i in range(threads)]
+        seeds = [bytes([i + 1]) * 20 for i in range(threads)]
+        total = 2 + config.repeats * per
+        codes = [[peers.code_text(v, DIGITS) for v in backend.prepare(seed).generate(0, total)] for seed in seeds]
+        sizes: list[int] = []
+        with tempfile.TemporaryDirectory(prefix="vtoken-bench-") as tmp:
+            path = Path(tmp) / "validator.db"
+            with SQLiteStore(path) as store:
+                store.add_tokens(
+                    [(TokenParams(serial=s, kind=TokenKind.HOTP, has_check_digit=True), seal(keyring, s, seed))
+                     for s, seed in zip(serials, seeds)],
+                    at_ns=START_S * NS,
+                )
+            clock = SimulatedClock(START_S * NS)
+            committer = GroupCommitter(
+                lambda: SQLiteStore(path),
+                lambda store: Validator(store, keyring, clock, backend=backend),
+                on_batch=lambda size, seconds, committed: sizes.append(size),
+            )
+            with committer:
+                for serial, mine in zip(serials, codes):
+                    result = committer.run(lambda v, s=serial, c=mine: v.register(s, c[0], c[1]))
+                    if not result.accepted:
+                        raise BenchmarkError(f"registration refused: {result}")
+                for sample in range(config.repeats):
+                    first = 2 + sample * per
+                    refused: list[str] = []
+                    barrier = threading.Barrier(threads + 1)
+
+                    def client(serial: str, mine: list[str], first: int = first) -> None:
+                        barrier.wait()
+                        for code in mine[first : first + per]:
+                            result = committer.run(lambda v, code=code: v.check(serial, code))
+                            if result.reason is not Reason.ACCEPTED:
+                                refused.append(f"{serial}: {result.reason.value}")
+
+                    workers = [threading.Thread(target=client, args=(s, c)) for s, c in zip(serials, codes)]
+                    for w in workers:
+                        w.start()
+                    sizes.clear()
+                    barrier.wait()
+                    start = time.perf_counter()
+                    for w in workers:
+                        w.join()
+                    elapsed = time.perf_counter() - start
+                    if refused:
+                        raise BenchmarkError(f"{len(refused)} genuine codes refused, e.g. {refused[0]}")
+                    row.samples.append(threads * per / elapsed)
+                batches = list(sizes)
+                replay = committer.run(lambda v: v.check(serials[0], codes[0][total - 1]))
+                if replay.accepted or replay.reason is not Reason.REPLAY:
+                    raise BenchmarkError(f"a replayed code was not refused as a replay: {replay.reason.value}")
+        mean = statistics.mean(batches) if batches else 0.0
+        row.extra["mean_batch"] = mean
+        row.note = (
+            f"{threads} threads, each checking its own HOTP token's next code through one GroupCommitter over "
+            f"SQLite (WAL, synchronous=FULL), every answer checked: {mean:.1f} decisions per commit on average, "
+            "one fsync each"
+        )
+        return row
+
+    # -- HTTP service, durable --
+
+    def http_service(self, op: str, clients: int) -> Row:
+        """``vtoken loadgen`` against ``vtoken validator serve`` on 127.0.0.1, ``clients`` closed-loop clients."""
+        config = self.config
+        requests = config.http_requests[HTTP_CONCURRENCY.index(clients)]
+        row = Row(op, http_label(clients), VTOKEN, "checks", requests)
+        if self._http is None:
+            self._http = HttpBench(config.http_tokens)
+        http = self._http
+        reports = [http.load(clients, requests) for _ in range(config.http_runs)]
+        row.samples = [r.throughput for r in reports]
+        latencies = np.concatenate([np.array(r.tally.latencies, dtype=np.float64) for r in reports])
+        p50, p99 = (float(v) * 1e3 for v in np.percentile(latencies, (50, 99)))
+        batch = http.mean_batch()
+        genuine = statistics.median(r.genuine_accepted_per_s for r in reports)
+        cpu = statistics.median(1e6 * r.client_cpu_s / r.requests for r in reports)
+        row.extra.update(p50_ms=p50, p99_ms=p99, genuine_per_s=genuine, mean_batch=batch, client_cpu_us=cpu,
+                         requests=sum(r.requests for r in reports))
+        row.note = (
+            f"p50 {p50:.2f} ms, p99 {p99:.2f} ms; {genuine:,.0f} genuine accepts/s; "
+            f"{config.http_tokens:,} HOTP tokens, {HTTP_REPLAYS:.0%} replays, {HTTP_RANDOM:.0%} random codes, "
+            f"every answer checked (0 wrong); SQLite WAL synchronous=FULL, {batch:.1f} decisions per commit; "
+            f"client and server share this machine ({os.cpu_count()} CPUs), the client used {cpu:.0f} µs CPU/request"
+        )
+        return row
+
     # -- PRESS over a pty --
 
     def press(self, op: str) -> Row:
@@ -652,6 +795,112 @@ def _bare_commit_rate(path: Path, count: int) -> float:
         return count / (time.perf_counter() - start)
     finally:
         conn.close()
+
+
+def http_label(clients: int) -> str:
+    """The implementation column of an HTTP row."""
+    return f"loadgen, concurrency {clients}"
+
+
+class HttpBench:
+    """An HOTP fleet, a validator database with the fleet imported, and ``vtoken validator serve`` on it."""
+
+    def __init__(self, tokens: int) -> None:
+        from firmware_sim.fleet import FleetSpec
+        from firmware_sim.fleetdir import write_fleet
+        from firmware_sim.models import get_model
+        from vtoken.clock import SimulatedClock
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="vtoken-bench-http-")
+        self.folder = Path(self._tmp.name)
+        self.fleet = self.folder / "fleet"
+        self.proc: subprocess.Popen[str] | None = None
+        self._batches = (0.0, 0.0)
+        try:
+            spec = FleetSpec(batch_secret=bytes(range(16)), model=get_model("hotp"), count=tokens)
+            write_fleet(spec, self.fleet, SimulatedClock(time.time_ns()))
+            db = self.folder / "v.db"
+            out = self._vtoken("validator", "--db", str(db), "init")
+            found = re.search(r"vtk_admin_\S+", out)
+            if found is None:
+                raise BenchmarkError(f"'vtoken validator init' printed no administrator token: {out[:200]}")
+            self.admin = found.group(0)
+            self._vtoken("validator", "--db", str(db), "import", str(self.fleet / "tokens.pskc"))
+            self.url = self._serve(db)
+            self.registered = False
+        except BaseException:
+            self.close()
+            raise
+
+    def _vtoken(self, *args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "host.cli.main", *args], capture_output=True, text=True,
+                              cwd=self.folder, timeout=600)
+        if done.returncode != 0:
+            raise BenchmarkError(f"vtoken {args[2] if len(args) > 2 else args[0]} failed: {done.stderr.strip()[:300]}")
+        return done.stdout
+
+    def _serve(self, db: Path) -> str:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "host.cli.main", "validator", "--db", str(db), "serve", "--listen", "127.0.0.1:0"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=self.folder,
+        )
+        assert self.proc.stdout is not None
+        ready, _, _ = select.select([self.proc.stdout], [], [], SERVE_START_S)
+        line = self.proc.stdout.readline() if ready else ""
+        found = re.search(r"listening on (http://\S+)", line)
+        if found is None:
+            raise BenchmarkError(f"'vtoken validator serve' did not start: {line.strip()[:200]}")
+        return found.group(1)
+
+    def load(self, clients: int, requests: int):  # -> loadgen.Report
+        """One loadgen run; every answer must be right."""
+        from loadgen import LoadConfig, run_load
+
+        config = LoadConfig(
+            url=self.url, fleet=self.fleet, concurrency=clients, requests=requests, replays=HTTP_REPLAYS,
+            random=HTTP_RANDOM, register=not self.registered, seed=clients,
+        )
+        report = run_load(config)
+        self.registered = True
+        if not report.ok:
+            first = report.wrong[0]
+            raise BenchmarkError(
+                f"loadgen found {len(report.wrong)} wrong answers at concurrency {clients}, e.g. "
+                f"{first.serial} {first.kind}: HTTP {first.status} {first.reason}"
+            )
+        return report
+
+    def mean_batch(self) -> float:
+        """Decisions per group commit since the last call (from the service's /metrics)."""
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
+                text = resp.read().decode("utf-8")
+        except OSError:
+            return float("nan")
+        values = {}
+        for name in ("vtoken_batch_size_sum", "vtoken_batch_size_count"):
+            found = re.search(rf"^{name} (\S+)$", text, re.M)
+            values[name] = float(found.group(1)) if found else 0.0
+        total, count = values["vtoken_batch_size_sum"], values["vtoken_batch_size_count"]
+        before_total, before_count = self._batches
+        self._batches = (total, count)
+        return (total - before_total) / (count - before_count) if count > before_count else float("nan")
+
+    def close(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            for stream in (self.proc.stdout, self.proc.stderr):
+                if stream is not None:
+                    stream.close()
+            self.proc = None
+        self._tmp.cleanup()
 
 
 def machine_info() -> dict[str, object]:

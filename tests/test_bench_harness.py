@@ -34,6 +34,8 @@ def expected_pairs() -> set[tuple[str, str]]:
         ("verify ±1 step, Validator.check, memory store", label),
         ("verify ±1 step, Validator.check, memory store", "vtoken Python twin"),
         ("verify, durable end-to-end (SQLite, fsync)", label),
+        (operations.DURABLE_OPERATION, operations.GROUP_COMMIT_IMPL),
+        *((operations.HTTP_OPERATION, operations.http_label(c)) for c in operations.HTTP_CONCURRENCY),
         ("PRESS round trip over a pty", "vtoken"),
         (operations.FLEET_OPERATION, "vtoken"),
     }
