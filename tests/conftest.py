@@ -8,10 +8,14 @@ it), so CI always runs every check.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from validator.kernel import Backend, c_backend, python_backend
+from validator.memstore import MemoryStore
+from validator.store import SQLiteStore, TokenStore
 from vtoken.errors import BackendError
 
 REQUIRE_C = os.environ.get("VTOKEN_REQUIRE_C") == "1"
@@ -99,3 +103,43 @@ def truncate_pg(url: str) -> None:
             "SELECT tablename FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'schema_migrations'")]
         if tables:
             conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
+
+
+# --- every store, for the store contract suites ---------------------------------------------------
+
+#: The stores every contract test runs on.
+STORES = ("sqlite", "memory", "postgres")
+
+
+@pytest.fixture(params=STORES)
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], TokenStore]]:
+    """Open the store under test; calling it again opens the same data again (memory: the same object)."""
+    opened: list[TokenStore] = []
+    memory: list[TokenStore] = []
+    url = ""
+    if request.param == "postgres":
+        from validator.pgstore import PostgresStore
+
+        url = request.getfixturevalue("pg_url")
+        PostgresStore(url).close()  # the schema exists before the tables are emptied
+        truncate_pg(url)
+
+    def make() -> TokenStore:
+        if request.param == "memory":
+            if not memory:
+                memory.append(MemoryStore())
+            return memory[0]
+        if request.param == "sqlite":
+            store: TokenStore = SQLiteStore(tmp_path / "v.db")
+        else:
+            from validator.pgstore import PostgresStore
+
+            store = PostgresStore(url)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+

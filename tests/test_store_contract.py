@@ -1,4 +1,4 @@
-"""The TokenStore contract, run against every store (SQLite, memory).
+"""The TokenStore contract, run against every store (SQLite, memory, PostgreSQL: ``make_store`` in conftest).
 
 Group commit (``TokenStore.batch``): many decisions, one durable commit; each decision
 still atomic on its own.
@@ -6,17 +6,14 @@ still atomic on its own.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
-from validator.memstore import MemoryStore
-from validator.pgstore import PostgresStore
 from validator.records import TokenParams, evolve
 from validator.sealing import Keyring, generate_master_key, seal
 from validator.service import Reason, Validator
-from validator.store import SQLiteStore, TokenStore
+from validator.store import TokenStore
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
 from vtoken.errors import StorageError
 from vtoken.oath import TokenKind, hotp
@@ -24,36 +21,6 @@ from vtoken.serialno import make_serial
 
 SEED = b"12345678901234567890"
 START_NS = (1_767_225_600 + 15) * NS_PER_SECOND
-
-
-STORES = ("sqlite", "memory", "postgres")
-
-
-@pytest.fixture(params=STORES)
-def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Callable[[], TokenStore]]:
-    """Open the store under test; calling it again opens the same data again (memory: the same object)."""
-    opened: list[TokenStore] = []
-    memory: list[TokenStore] = []
-    url = ""
-    if request.param == "postgres":
-        from tests.conftest import truncate_pg
-
-        url = request.getfixturevalue("pg_url")
-        PostgresStore(url).close()  # the schema exists before the tables are emptied
-        truncate_pg(url)
-
-    def make() -> TokenStore:
-        if request.param == "memory":
-            if not memory:
-                memory.append(MemoryStore())
-            return memory[0]
-        store: TokenStore = SQLiteStore(tmp_path / "v.db") if request.param == "sqlite" else PostgresStore(url)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
 
 
 @pytest.fixture

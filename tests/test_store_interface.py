@@ -1,15 +1,15 @@
-"""The in-memory store (validator/memstore.py) keeps the SQLite store's semantics.
+"""Every store keeps one contract: the interface tests here run on SQLite, memory and PostgreSQL alike.
 
-The same interface tests run on both stores, and a scripted validator session
-(registration, accepted codes, replays, wrong codes, a next-code round, lock
-and unlock) gives identical results, records, history and events on both.
+A scripted validator session (registration, accepted codes, replays, wrong
+codes, a next-code round, lock and unlock) gives identical results, records,
+history and events on all three.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -40,11 +40,10 @@ def keyring() -> Keyring:
     return Keyring(MasterKey(bytes(range(32))))
 
 
-@pytest.fixture(params=["memory", "sqlite"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TokenStore]:
-    s: TokenStore = MemoryStore() if request.param == "memory" else SQLiteStore(tmp_path / "v.db")
-    with s:
-        yield s
+@pytest.fixture
+def store(make_store: Callable[[], TokenStore]) -> Iterator[TokenStore]:
+    """Each store of the contract in turn (SQLite, memory, PostgreSQL: ``make_store`` in conftest)."""
+    yield make_store()
 
 
 def items(keyring: Keyring, numbers, **overrides) -> list[tuple[TokenParams, SealedSeed]]:
@@ -223,12 +222,19 @@ def _session(store: TokenStore, keyring: Keyring, sealed: dict[str, SealedSeed])
     return [out, store.list_tokens(), store.history(totp_serial), store.history(hotp_serial), store.events(), status]
 
 
-def test_validator_behaves_the_same_on_both_stores(tmp_path: Path, keyring: Keyring) -> None:
+def test_validator_behaves_the_same_on_every_store(tmp_path: Path, keyring: Keyring, pg_url: str) -> None:
+    from tests.conftest import truncate_pg
+    from validator.pgstore import PostgresStore
+
     sealed = {serial: seal(keyring, serial, SEED) for serial in (TOTP_SERIAL, HOTP_SERIAL)}
     with SQLiteStore(tmp_path / "v.db") as sqlite_store:
         on_sqlite = _session(sqlite_store, keyring, sealed)
     on_memory = _session(MemoryStore(), keyring, sealed)
-    assert on_memory == on_sqlite
+    PostgresStore(pg_url).close()
+    truncate_pg(pg_url)
+    with PostgresStore(pg_url) as pg_store:
+        on_postgres = _session(pg_store, keyring, sealed)
+    assert on_memory == on_sqlite == on_postgres
     results = on_memory[0]
     assert sum(r.accepted for r in results) >= 30  # the session really exercised acceptance
     assert {r.reason.value for r in results} >= {"registered", "accepted", "replay", "wrong-code", "next-code-required", "locked"}
