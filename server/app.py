@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from server import auth
+from server.edge import ApiError, batch_key, check_text, error_response, json_object, read_body
 from server.groupcommit import GroupCommitter, ServiceUnavailableError
 from server.metrics import Metrics
 from server.openapi import openapi_document
@@ -64,61 +64,7 @@ class ServiceConfig:
     credential_refresh_s: float = CREDENTIAL_REFRESH_S
 
 
-class ApiError(Exception):
-    """An error answer: HTTP status and a message for the client."""
-
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.headers = headers or {}
-
-
-def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    """The one error shape: ``{"error": {"status": ..., "message": ...}}``."""
-    return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
-
-
 # --- request bodies ---------------------------------------------------------------------------------
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 past ``limit`` bytes (by Content-Length, or while streaming)."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not (declared.isascii() and declared.isdigit()):
-            raise ApiError(400, "Content-Length must be a number")
-        if int(declared) > limit:
-            raise ApiError(413, f"request body too large: at most {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise ApiError(413, f"request body too large: at most {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-async def json_object(request: Request, fields: dict[str, type], limit: int) -> dict[str, Any]:
-    """A JSON object body with exactly these string fields (all required)."""
-    body = await read_body(request, limit)
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ApiError(400, f"malformed JSON: {str(exc)[:120]}") from None
-    if not isinstance(data, dict):
-        raise ApiError(400, "the body must be a JSON object")
-    unknown = sorted(set(data) - set(fields))
-    if unknown:
-        raise ApiError(400, f"unknown field(s): {', '.join(repr(u)[:40] for u in unknown[:5])}")
-    missing = [name for name in fields if name not in data]
-    if missing:
-        raise ApiError(400, f"missing field(s): {', '.join(missing)}")
-    for name, kind in fields.items():
-        if not isinstance(data[name], kind) or isinstance(data[name], bool):
-            raise ApiError(400, f"field {name!r} must be a {kind.__name__}, not {type(data[name]).__name__}")
-    return data
 
 
 # --- answers ----------------------------------------------------------------------------------------
@@ -214,7 +160,7 @@ class Service:
         """Run a decision about token ``serial`` through the group committer; count it."""
         start = time.perf_counter()
         try:
-            result, at = await self.committer.run_async(job, key=serial)
+            result, at = await self.committer.run_async(job, key=batch_key(serial))
         except ServiceUnavailableError:
             self.metrics.decisions.labels(operation, "unavailable").inc()
             raise
@@ -254,7 +200,7 @@ class Service:
 
     async def check(self, request: Request) -> Response:
         await self.require_client(request)
-        serial = request.path_params["serial"]
+        serial = check_text(request.path_params["serial"], "the serial")
         body = await json_object(request, {"code": str}, self.config.max_body_bytes)
         code = body["code"]
 
@@ -266,7 +212,7 @@ class Service:
 
     async def register(self, request: Request) -> Response:
         await self.require_client(request)
-        serial = request.path_params["serial"]
+        serial = check_text(request.path_params["serial"], "the serial")
         body = await json_object(request, {"code1": str, "code2": str}, self.config.max_body_bytes)
         code1, code2 = body["code1"], body["code2"]
 
@@ -278,7 +224,7 @@ class Service:
 
     async def status(self, request: Request) -> Response:
         await self.require(request, ADMIN)
-        serial = request.path_params["serial"]
+        serial = check_text(request.path_params["serial"], "the serial")
         return JSONResponse(status_json(await self.admin_job(lambda v: v.status(serial))))
 
     async def list_tokens(self, request: Request) -> Response:
@@ -289,7 +235,7 @@ class Service:
         text = request.query_params.get("limit", str(DEFAULT_PAGE))
         if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_PAGE:
             raise ApiError(400, f"limit must be a whole number from 1 to {MAX_PAGE}")
-        limit, after = int(text), request.query_params.get("after", "")
+        limit, after = int(text), check_text(request.query_params.get("after", ""), "after")
 
         def job(v: Validator) -> list[dict[str, Any]]:
             page = [r for r in v.store.list_tokens() if r.serial > after][: limit + 1]
@@ -306,7 +252,7 @@ class Service:
 
     async def unlock(self, request: Request) -> Response:
         await self.require(request, ADMIN)
-        serial = request.path_params["serial"]
+        serial = check_text(request.path_params["serial"], "the serial")
 
         def job(v: Validator) -> tuple[Result, int]:
             at = v.clock.now_ns()
@@ -416,4 +362,4 @@ def create_app(service: Service) -> Starlette:
     return Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
 
 
-__all__ = ["ROUTES", "ApiError", "Service", "ServiceConfig", "create_app", "result_json", "status_json"]
+__all__ = ["ROUTES", "Service", "ServiceConfig", "create_app", "result_json", "status_json"]

@@ -180,7 +180,17 @@ class GroupCommitter:
         try:
             self._loop(store, validator)
         finally:
+            # Whatever ends the writer, nothing may wait for it: refuse new work, fail what is queued.
+            self._stopped = True
             store.close()
+            error = ServiceUnavailableError("the validator's writer has stopped")
+            while True:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if isinstance(item, _Request):
+                    _settle([(item, error, True)])
 
     def _loop(self, store: TokenStore, validator: Validator) -> None:
         get, get_nowait = self._queue.get, self._queue.get_nowait
@@ -241,9 +251,11 @@ class GroupCommitter:
             if len(batch) == 1:
                 _settle([(failed[0], failed[1], True)])
                 return
-            # Decide each request alone, so one failure fails one request.
-            for request in batch:
-                self._decide(store, validator, [request])
+            # The failing request alone (it may only have failed with company, e.g. a deadlock), then
+            # the rest together: one bad request costs two extra commits, not one per request.
+            self._decide(store, validator, [failed[0]])
+            rest = [request for request in batch if request is not failed[0]]
+            self._decide(store, validator, rest)
             return
         except (StorageError, OSError) as exc:
             error = ServiceUnavailableError(f"the store could not commit; nothing in this batch was accepted ({exc})")
@@ -276,6 +288,8 @@ def _settle(outcomes: list[tuple[_Request, Any, bool]]) -> None:
         if request.waiter is not None:
             request.waiter.settle(value, failed)
         elif request.future is not None:
+            if not request.future.set_running_or_notify_cancel():
+                continue  # cancelled by its caller: nobody to answer
             if failed:
                 request.future.set_exception(value)
             else:

@@ -18,26 +18,21 @@ import json
 import secrets
 import time
 import urllib.parse
-from collections import OrderedDict
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from server.edge import MAX_TEXT, ApiError, batch_key, read_body
 from validator.service import Reason, Result, Validator
 
-if TYPE_CHECKING:
-    from server.app import Service
 
 API_VERSION = "vtoken (privacyIDEA 3 validate API)"
 #: privacyIDEA's error codes for what a client can get wrong.
 ERR_PARAMETER = 905
 ERR_USER = 904
 ERR_AUTH = 4033
-#: Open challenges (next-code rounds) remembered per process, and for how long.
-MAX_CHALLENGES = 100_000
-CHALLENGE_TTL_S = 300.0
 #: Form fields are text; these are the ones read.
 FIELDS = ("serial", "pass", "user", "realm", "transaction_id", "otp1", "otp2")
 
@@ -77,20 +72,17 @@ class _ParameterError(Exception):
 class PrivacyIdeaApi:
     """The two endpoints, over the service's group committer."""
 
-    def __init__(self, service: Service, resolve_user: Callable[[Validator, str, str], str | None] | None) -> None:
+    def __init__(self, service: Any, resolve_user: Callable[[Validator, str, str], str | None] | None) -> None:
         self._service = service
         self._resolve_user = resolve_user
-        self._challenges: OrderedDict[str, tuple[str, float]] = OrderedDict()
 
     async def _params(self, request: Request) -> dict[str, str]:
-        from server.app import read_body
-
         body = await read_body(request, self._service.config.max_body_bytes)
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype == "application/json":
             try:
                 data = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):
                 raise _ParameterError("malformed JSON") from None
             if not isinstance(data, dict):
                 raise _ParameterError("the body must be a JSON object")
@@ -106,32 +98,30 @@ class PrivacyIdeaApi:
                 value = data[name]
                 if not isinstance(value, str):
                     raise _ParameterError(f"parameter {name!r} must be text")
+                if len(value) > MAX_TEXT or not value.isascii() or not value.isprintable():
+                    raise _ParameterError(f"parameter {name!r} must be printable ASCII of at most {MAX_TEXT} characters")
                 params[name] = value
         return params
 
-    def _remember(self, serial: str) -> str:
-        now = time.monotonic()
-        while self._challenges and (
-            len(self._challenges) >= MAX_CHALLENGES or next(iter(self._challenges.values()))[1] < now
-        ):
-            self._challenges.popitem(last=False)
-        transaction_id = secrets.token_hex(10)
-        self._challenges[transaction_id] = (serial, now + CHALLENGE_TTL_S)
-        return transaction_id
+    @staticmethod
+    def _transaction_id(serial: str) -> str:
+        """A challenge's id carries its token's serial: any node can answer it (no state to share).
 
-    def _challenged(self, transaction_id: str) -> str | None:
-        found = self._challenges.get(transaction_id)
-        if found is None or found[1] < time.monotonic():
-            return None
-        return found[0]
+        That gives nothing away: answering a challenge is the same as sending the serial and a code.
+        """
+        return f"{secrets.token_hex(6)}-{serial}"
+
+    @staticmethod
+    def _challenged(transaction_id: str) -> str | None:
+        _, sep, serial = transaction_id.partition("-")
+        return serial if sep and serial else None
 
     async def validate_check(self, request: Request) -> Response:
         service = self._service
         try:
             await service.require_client(request)
-        except Exception as exc:  # ApiError: 401/403 in privacyIDEA's shape
-            status = getattr(exc, "status", 401)
-            return _error(ERR_AUTH, getattr(exc, "message", "authentication required"), status)
+        except ApiError as exc:  # 401/403 in privacyIDEA's shape; a store that is down stays a 503
+            return _error(ERR_AUTH, exc.message, exc.status)
         try:
             params = await self._params(request)
         except _ParameterError as exc:
@@ -167,7 +157,7 @@ class PrivacyIdeaApi:
     async def _decide(self, operation: str, job: Callable[[Validator], Any], serial: str) -> Any:
         service = self._service
         start = time.perf_counter()
-        answer = await service.committer.run_async(job, key=serial)
+        answer = await service.committer.run_async(job, key=batch_key(serial))
         service.metrics.latency.labels(operation).observe(time.perf_counter() - start)
         service.metrics.decisions.labels(operation, answer[0].reason.value).inc()
         return answer
@@ -179,7 +169,7 @@ class PrivacyIdeaApi:
             detail["message"] = _MESSAGES[Reason.ACCEPTED]
             return _answer(True, True, "ACCEPT", detail)
         if result.reason is Reason.NEXT_CODE_REQUIRED:
-            transaction_id = self._remember(result.serial)
+            transaction_id = self._transaction_id(result.serial)
             detail.update(
                 message="please enter the next code your token shows",
                 transaction_id=transaction_id,
@@ -197,11 +187,9 @@ class PrivacyIdeaApi:
     async def token_resync(self, request: Request) -> Response:
         service = self._service
         try:
-            from server.app import ADMIN
-
-            await service.require(request, ADMIN)
-        except Exception as exc:
-            return _error(ERR_AUTH, getattr(exc, "message", "authentication required"), getattr(exc, "status", 401))
+            await service.require(request, ("admin",))
+        except ApiError as exc:
+            return _error(ERR_AUTH, exc.message, exc.status)
         try:
             params = await self._params(request)
         except _ParameterError as exc:

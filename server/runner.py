@@ -108,7 +108,11 @@ def serve(options: ServeOptions, *, on_ready: Callable[[str], None] | None = Non
         raise InvalidConfigError("give both --tls-cert and --tls-key, or neither")
     service, committer = build(options)
     sock = bind(options.host, options.port)
-    committer.start()
+    try:
+        committer.start()
+    except BaseException:
+        sock.close()
+        raise
     try:
         config = uvicorn.Config(
             create_app(service),

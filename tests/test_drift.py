@@ -191,11 +191,19 @@ def test_the_window_leans_back_only_when_the_step_ahead_is_improbable() -> None:
 
 
 def test_pair_range_runs_from_the_first_code_to_one_past_the_step_shown_now() -> None:
-    policy = Policy()
+    policy = Policy()  # late_typing_s 90: a first code may have been typed up to 3 steps late
     state = ClockState(T_START, 0, 0, 1.0, 0.0, 0.0)
     at = T_START + 20 * PERIOD * S + 5 * S
     w = totp_windows(state, at, PERIOD, 0, policy)
-    # The first code was typed 65 s late, 40 s ago: the model's own prediction bounds the pair.
-    assert pair_range(w, w.predicted_step - 4, at - 40 * S, at, PERIOD) == (w.predicted_step - 3, w.predicted_step + 1)
-    # The first code was 6 steps ahead of the model (its clock really moved): it bounds the pair.
-    assert pair_range(w, w.predicted_step + 6, at - 40 * S, at, PERIOD) == (w.predicted_step + 7, w.predicted_step + 9)
+    c = w.predicted_step
+    # The first code was typed 65 s late, 40 s ago: the token shows c now; the range allows 3 late steps.
+    assert pair_range(w, c - 4, at - 40 * S, at, PERIOD, policy) == (c - 3, c + 1, c)
+    # The first code was 6 steps ahead of the model (its clock really moved): the range follows it.
+    assert pair_range(w, c + 6, at - 40 * S, at, PERIOD, policy) == (c + 7, c + 9, c + 8)
+    # However far the model's prediction, the range stays a few codes past the first code ...
+    far = totp_windows(ClockState(T_START, 600 * S, 0, 1.0, 0.0, 0.0), at, PERIOD, 0, policy)
+    lo, hi, _ = pair_range(far, c, at - 10 * S, at, PERIOD, policy)
+    assert hi - lo + 1 <= 5
+    # ... and a round that started long ago counts only its timeout.
+    lo, hi, _ = pair_range(w, c, 0, at, PERIOD, policy)
+    assert hi - c <= policy.next_code_timeout_ns // (PERIOD * S) + 4

@@ -124,3 +124,30 @@ def test_the_writer_stops_cleanly_and_refuses_afterwards(tmp_path: Path) -> None
         pass
     with pytest.raises(ServiceUnavailableError):
         gc.submit(lambda v: v.status(serials[0]))
+
+
+def test_a_cancelled_future_does_not_stop_the_writer(tmp_path: Path) -> None:
+    with committer(tmp_path, 1) as (gc, clock, (serial,)):
+        gate = threading.Event()
+        blocker = gc.submit(lambda v: gate.wait(5), batched=False)  # keeps the writer busy
+        doomed = gc.submit(lambda v: v.status(serial), batched=False)
+        assert doomed.cancel()
+        gate.set()
+        blocker.result(10)
+        assert gc.run(lambda v: v.check(serial, hotp(SEED, clock.now_ns() // S // 30))).accepted
+
+
+def test_one_failing_request_costs_its_batch_two_extra_commits_not_one_each(tmp_path: Path) -> None:
+    sizes: list[tuple[int, bool]] = []
+    with committer(tmp_path, 32, on_batch=lambda n, sec, ok: sizes.append((n, ok))) as (gc, clock, serials):
+        gate = threading.Event()
+        gc.submit(lambda v: gate.wait(5), batched=False)  # the batch gathers behind this
+        code = hotp(SEED, clock.now_ns() // S // 30)
+        futures = [gc.submit(lambda v, s=s: v.check(s, code), key=s) for s in serials]
+        bad = gc.submit(lambda v: v.status("not a serial"), key="0")
+        sizes.clear()
+        gate.set()
+        assert all(f.result(10).accepted for f in futures)
+        with pytest.raises(Exception):
+            bad.result(10)
+    assert sizes[0] == (33, False) and len(sizes) == 3, sizes  # the spoiled batch, the bad one alone, the rest

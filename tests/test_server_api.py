@@ -369,3 +369,47 @@ def test_non_ascii_digits_are_not_numbers(live: LiveServer) -> None:
     """Found by schemathesis: '¹'.isdigit() is True, int('¹') raises; both must be a 400."""
     with live.client() as http:
         assert http.get("/v1/tokens", params={"limit": "¹"}, headers=live.admin()).status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("method", "url", "kw"),
+    [
+        ("POST", "/validate/check", {"content": b'{"serial": "\\ud800", "pass": "1"}',
+                                     "headers": {"Content-Type": "application/json"}}),
+        ("POST", "/validate/check", {"data": {"serial": "\u00e9", "pass": "123456"}}),
+        ("POST", "/v1/tokens/%F0%9F%98%80/check", {"json": {"code": "123456"}}),
+        ("POST", "/v1/tokens/0000000013/check", {"content": b'{"code": "\\ud800"}'}),
+        ("POST", "/v1/tokens/0000000013/check", {"content": b"[" * 50_000}),
+        ("POST", "/validate/check", {"content": b"[" * 50_000, "headers": {"Content-Type": "application/json"}}),
+    ],
+)
+def test_hostile_text_and_nesting_get_400_not_500(live: LiveServer, method: str, url: str, kw: dict) -> None:
+    """Found in review: a lone surrogate in a serial, or 50,000 nested brackets, gave a 500."""
+    with live.client() as http:
+        answer = http.request(method, url, **kw)
+    assert answer.status_code == 400, answer.text
+
+
+def test_a_copy_of_the_code_just_accepted_writes_nothing(live: LiveServer) -> None:
+    """Refused as a replay without a failure and without a write: copies may come in any number."""
+    serial = live.serials[0]
+    with live.client() as http:
+        register(live, http, serial)
+        live.clock.advance(30 * S)
+        code = live.code(live.step())
+        assert http.post(f"/v1/tokens/{serial}/check", json={"code": code}).json()["accepted"]
+        before = live.committer.run(lambda v: (v.store.get(serial).version, len(v.store.events(serial))), batched=False)
+        for _ in range(5):
+            copy = http.post(f"/v1/tokens/{serial}/check", json={"code": code}).json()
+            assert copy["reason"] == "replay" and copy["failures"] == 0
+        after = live.committer.run(lambda v: (v.store.get(serial).version, len(v.store.events(serial))), batched=False)
+    assert after == before
+
+
+def test_a_challenge_names_its_token_so_any_node_can_take_the_answer(live: LiveServer) -> None:
+    serial = live.serials[3]
+    with live.client() as http:
+        register(live, http, serial)
+        live.clock.advance(20 * 30 * S)
+        challenge = http.post("/validate/check", data={"serial": serial, "pass": live.code(live.step() + 3)}).json()
+    assert challenge["detail"]["transaction_id"].endswith(f"-{serial}")

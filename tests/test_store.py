@@ -117,7 +117,8 @@ def test_a_version_2_database_upgrades_to_the_drift_state(
         )
     raw.execute(
         "UPDATE tokens SET registered = 1, last_step = 7, drift_anchor_ns = 5, drift_offset_ns = -2000000000, "
-        "drift_rate_ppb = 12000, drift_long_rate_ppb = 11000 WHERE serial = ?",
+        "drift_rate_ppb = 12000, drift_long_rate_ppb = 11000, pending_step = 9, pending_until_ns = 99 "
+        "WHERE serial = ?",
         (make_serial(1),),
     )
     raw.commit()
@@ -129,6 +130,7 @@ def test_a_version_2_database_upgrades_to_the_drift_state(
     assert fitted.drift_var_offset == pytest.approx(30 * 30 / 12 + 9)
     assert fitted.drift_var_rate == pytest.approx((50 / 3**0.5 * 1e-6) ** 2)
     assert fitted.drift_cov == 0.0 and fitted.pending_at_ns == 0
+    assert fitted.pending_step is None and fitted.pending_until_ns == 0  # an open round has no start time: ended
     assert fresh.drift_anchor_ns is None and fresh.drift_var_offset == 0.0 and fresh.drift_var_rate == 0.0
 
 

@@ -304,6 +304,7 @@ class PostgresStore(TokenStore):
             max_size=pool_max,
             timeout=pool_timeout_s,
             kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_S},
+            check=ConnectionPool.check_connection,  # a connection broken by a restart is replaced, not used
             open=False,
             name="vtoken",
         )

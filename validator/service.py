@@ -25,7 +25,7 @@ from validator.policy import Policy
 from validator.records import HistoryEntry, TokenRecord, evolve
 from validator.sealing import Keyring, unseal
 from validator.store import TokenStore
-from validator.windows import pair_range, totp_windows
+from validator.windows import pair_codes, pair_range, totp_windows
 from vtoken.clock import NS_PER_SECOND, Clock
 from vtoken.errors import InvalidCodeError, InvalidSerialError, UnknownTokenError
 from vtoken.oath import TokenKind, parse_code, time_step
@@ -35,8 +35,6 @@ from vtoken.serialno import has_valid_check_digit, normalize
 PREPARED_KEY_CACHE_SIZE = 4096
 #: A serial this long was printed by vtoken with a check digit.
 CHECKED_SERIAL_LENGTH = 10
-#: Codes a next-code round typically accepts as the second code (for the reported false-accept chance).
-PAIR_CODES_TYPICAL = 3
 
 
 class Reason(str, enum.Enum):
@@ -182,7 +180,7 @@ class Validator:
             return TokenStatus(rec, None, None, None, history)
         windows = totp_windows(state, at, params.period, params.t0, self.policy, self.drift)
         prediction = state.predict(at, self.drift)
-        pair_codes = PAIR_CODES_TYPICAL
+        pair = pair_codes(params.period, self.policy)
         return TokenStatus(
             rec,
             prediction.offset_ns,
@@ -194,7 +192,7 @@ class Validator:
             single_window_codes=windows.single_codes,
             next_code_window_codes=windows.next_codes,
             false_accept_per_guess=windows.false_accept_single(params.digits),
-            false_accept_pair=windows.false_accept_pair(params.digits, pair_codes),
+            false_accept_pair=windows.false_accept_pair(params.digits, pair),
         )
 
     # --- transaction plumbing -----------------------------------------------------------------
@@ -309,13 +307,14 @@ class Validator:
         state = self._state(rec)
         assert state is not None  # registered TOTP tokens always have one
         windows = totp_windows(state, at, params.period, params.t0, policy, self.drift)
-        if rec.pending_step is not None and at <= rec.pending_until_ns:
+        if rec.pending_step is not None and rec.pending_at_ns and rec.pending_at_ns <= at <= rec.pending_until_ns:
             # The next code is the code the token shows now: any step after the first one's, up to
             # one past the step it shows now. Anything else is judged as a code on its own.
-            lo, hi = pair_range(windows, rec.pending_step, rec.pending_at_ns, at, params.period)
+            lo, hi, likely = pair_range(windows, rec.pending_step, rec.pending_at_ns, at, params.period, policy)
             matches = _scan(key, max(floor, lo), hi, value)
             if matches:
-                return self._accept(tx, rec, state, matches[-1], at, "accept-next-code", confirmed=True)
+                step = min(matches, key=lambda s: (abs(s - likely), s))
+                return self._accept(tx, rec, state, step, at, "accept-next-code", confirmed=True)
         narrow = _scan(key, max(floor, windows.single_lo), windows.single_hi, value)
         if len(narrow) == 1:
             return self._accept(tx, rec, state, narrow[0], at, "accept")
@@ -348,10 +347,11 @@ class Validator:
     def _refuse(self, tx, rec: TokenRecord, key: PreparedKey, value: int, replay_lo: int, floor: int, at: int) -> Result:
         """A code that matched nothing acceptable: a replay, or a wrong code; both count as failures, except
         a copy of the code just accepted (a double submit, the same code sent to several nodes at once),
-        which can never succeed and tells nothing, so it is refused without throttling its owner."""
+        which can never succeed and tells nothing, so it is refused without throttling its owner and
+        without a write (only the exact last accepted step; older codes in the window still count)."""
         replays = _scan(key, replay_lo, floor - 1, value) if floor > replay_lo else ()
         if replays and rec.last_step in replays:
-            tx.log_event(rec.serial, at, Reason.REPLAY.value, "a copy of the last accepted code (no failure counted)")
+            # No write at all: copies can come in any number, and each would cost a commit.
             return Result(False, Reason.REPLAY, "this code was already used", rec.serial, failures=rec.failures,
                           attempts_left=self.policy.max_failures - rec.failures)
         if replays:

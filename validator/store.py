@@ -331,6 +331,8 @@ _MIGRATION_3 = Migration(
         # A rate fitted by the old model is kept as the estimate, with the full prior uncertainty.
         "UPDATE tokens SET drift_var_offset = period * period / 12.0 + 9.0, drift_var_rate = 8.333333333333334e-10 "
         "WHERE drift_anchor_ns IS NOT NULL",
+        # A next-code round open during the upgrade has no start time: it ends (the user is asked again).
+        "UPDATE tokens SET pending_step = NULL, pending_until_ns = 0",
     ),
 )
 

@@ -110,17 +110,28 @@ def totp_windows(
 
 
 def pair_range(
-    windows_now: Windows, pending_step: int, pending_at_ns: int, at_ns: int, period: int
-) -> tuple[int, int]:
-    """Steps accepted as "the next code" after a match at ``pending_step`` typed at ``pending_at_ns``.
+    windows_now: Windows, pending_step: int, pending_at_ns: int, at_ns: int, period: int, policy: Policy
+) -> tuple[int, int, int]:
+    """``(lo, hi, likely)``: steps accepted as "the next code" after a match at ``pending_step``.
 
     Any step after the first code's, up to one past the step the token shows
-    now: the later of the model's prediction and the first code's step moved
-    on by the time elapsed since it was typed.
+    now. That is the first code's step moved on by the time since it was typed
+    (at most the round's timeout), or later by up to ``late_typing_s`` if the
+    model's prediction says the first code was typed late. ``likely`` is that
+    step (a match nearest to it wins). The range is a few codes whatever the
+    model predicts.
     """
-    elapsed_steps = -(-max(0, at_ns - pending_at_ns) // (period * NS_PER_SECOND))
-    now_step = max(windows_now.predicted_step, pending_step + elapsed_steps)
-    return pending_step + 1, now_step + 1
+    period_ns = period * NS_PER_SECOND
+    elapsed_ns = min(max(0, at_ns - pending_at_ns), policy.next_code_timeout_ns)
+    expected = pending_step - (-elapsed_ns // period_ns)  # ceil: the code may have changed just now
+    late_steps = -(-policy.late_typing_s // period)
+    likely = min(max(windows_now.predicted_step, expected), expected + late_steps)
+    return pending_step + 1, likely + 1, likely
 
 
-__all__ = ["LEAN_BACK_SIGMAS", "Windows", "pair_range", "totp_windows"]
+def pair_codes(period: int, policy: Policy) -> int:
+    """Codes a next-code round accepts when the second code is typed at once (for the false-accept chance)."""
+    return 2 + -(-policy.late_typing_s // period)
+
+
+__all__ = ["LEAN_BACK_SIGMAS", "Windows", "pair_codes", "pair_range", "totp_windows"]
