@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 
+from tests.service_procs import run_cli, serving
 from validator.sealing import Keyring, load_key_file, unseal
 from validator.store import SQLiteStore
 from vtoken.oath import hotp
@@ -30,52 +27,6 @@ SEED = b"12345678901234567890"
 TOKENS = 48
 THREADS = 16
 LOAD_S = 1.5
-START_TIMEOUT_S = 20.0
-VTOKEN = [sys.executable, "-m", "host.cli.main"]
-
-
-def run_cli(*args: str, cwd: Path) -> str:
-    done = subprocess.run([*VTOKEN, *args], cwd=cwd, capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-@contextmanager
-def serving(folder: Path) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """Start ``vtoken validator serve`` on port 0; yield (process, url); always stop it."""
-    proc = subprocess.Popen(
-        [*VTOKEN, "validator", "--db", "v.db", "serve", "--listen", "127.0.0.1:0"],
-        cwd=folder, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )
-    try:
-        url = None
-        deadline = time.monotonic() + START_TIMEOUT_S
-        assert proc.stdout is not None
-        while url is None:
-            line = proc.stdout.readline()
-            if "listening on" in line:
-                url = line.split("listening on ")[1].split()[0]
-            elif not line and proc.poll() is not None:
-                raise AssertionError(f"serve exited: {proc.stderr.read() if proc.stderr else ''}")
-            if time.monotonic() > deadline:
-                raise AssertionError("serve did not start in time")
-        with httpx.Client(base_url=url, timeout=5) as http:
-            while http.get("/healthz").status_code != 200:
-                time.sleep(0.05)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
-
-
 def test_kill_9_under_load_loses_no_accept(tmp_path: Path) -> None:
     run_cli("validator", "--db", "v.db", "init", cwd=tmp_path)
     serials = [make_serial(100 + i) for i in range(TOKENS)]
@@ -85,7 +36,7 @@ def test_kill_9_under_load_loses_no_accept(tmp_path: Path) -> None:
 
     accepted: dict[str, list[int]] = {s: [] for s in serials}
     errors: list[str] = []
-    with serving(tmp_path) as (proc, url):
+    with serving(tmp_path, ["--db", "v.db"]) as (proc, url):
         with httpx.Client(base_url=url, timeout=5) as http:
             for serial in serials:
                 answer = http.post(f"/v1/tokens/{serial}/register", json={"code1": hotp(SEED, 0), "code2": hotp(SEED, 1)})
@@ -131,7 +82,7 @@ def test_kill_9_under_load_loses_no_accept(tmp_path: Path) -> None:
             assert len(unseal(keyring, serial, rec.sealed)) == len(SEED)
             if accepted[serial]:
                 assert rec.last_step is not None and rec.last_step >= max(accepted[serial]), serial
-    with serving(tmp_path) as (_, url), httpx.Client(base_url=url, timeout=5) as http:
+    with serving(tmp_path, ["--db", "v.db"]) as (_, url), httpx.Client(base_url=url, timeout=5) as http:
         for serial, counters in accepted.items():
             if counters:
                 again = http.post(f"/v1/tokens/{serial}/check", json={"code": hotp(SEED, counters[-1])}).json()
