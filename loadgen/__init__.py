@@ -15,8 +15,22 @@ which request, and the mix), :mod:`loadgen.api` (the two HTTP dialects),
 
 from __future__ import annotations
 
+from typing import Any
+
 from loadgen.config import LoadConfig, LoadgenError
-from loadgen.driver import run_load
-from loadgen.report import Report
 
 __all__ = ["LoadConfig", "LoadgenError", "Report", "run_load"]
+
+
+def __getattr__(name: str) -> Any:
+    """``run_load`` and ``Report`` on first use: importing :mod:`loadgen.config` (the CLI's option
+    defaults) must not pull in aiohttp at every start of ``vtoken``."""
+    if name == "run_load":
+        from loadgen.driver import run_load
+
+        return run_load
+    if name == "Report":
+        from loadgen.report import Report
+
+        return Report
+    raise AttributeError(f"module 'loadgen' has no attribute {name!r}")

@@ -33,6 +33,8 @@ API_VERSION = "vtoken (privacyIDEA 3 validate API)"
 ERR_PARAMETER = 905
 ERR_USER = 904
 ERR_AUTH = 4033
+#: Tokens whose type and length are remembered for ``detail`` (the dict is emptied when full).
+MAX_KNOWN_TOKENS = 100_000
 #: Form fields are text; these are the ones read.
 FIELDS = ("serial", "pass", "user", "realm", "transaction_id", "otp1", "otp2")
 
@@ -75,6 +77,8 @@ class PrivacyIdeaApi:
     def __init__(self, service: Any, resolve_user: Callable[[Validator, str, str], str | None] | None) -> None:
         self._service = service
         self._resolve_user = resolve_user
+        #: serial -> (type, digits) for privacyIDEA's ``detail``; touched only on the writer thread.
+        self._kinds: dict[str, tuple[str, int]] = {}
 
     async def _params(self, request: Request) -> dict[str, str]:
         body = await read_body(request, self._service.config.max_body_bytes)
@@ -144,12 +148,20 @@ class PrivacyIdeaApi:
             return _error(ERR_PARAMETER, f"ERR{ERR_PARAMETER}: Missing parameter: 'serial' or 'user'")
         found = serial
 
+        kinds = self._kinds
+
         def job(v: Validator) -> tuple[Result, int, str, int]:
             at = v.clock.now_ns()
             result = v.check(found, code, at)
-            rec = v.store.get(result.serial)
-            kind, digits = (rec.params.kind.value, rec.params.digits) if rec is not None else ("", 0)
-            return result, at, kind, digits
+            known = kinds.get(result.serial)  # a token's type never changes: read it once, not per check
+            if known is None:
+                rec = v.store.get(result.serial)
+                if rec is None:
+                    return result, at, "", 0
+                if len(kinds) >= MAX_KNOWN_TOKENS:
+                    kinds.clear()
+                known = kinds[result.serial] = (rec.params.kind.value, rec.params.digits)
+            return result, at, *known
 
         result, _, kind, digits = await self._decide("validate", job, found)
         return self._check_answer(result, kind, digits)

@@ -59,6 +59,7 @@ from validator.store import (
     _state_values,
     check_credential,
     check_state,
+    describe_db,
     duplicate_error,
     is_postgres_url,
 )
@@ -318,9 +319,8 @@ class PostgresStore(TokenStore):
 
     @property
     def safe_url(self) -> str:
-        """The URL without its password (for messages)."""
-        info = psycopg.conninfo.conninfo_to_dict(self._url)
-        return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', '')}/{info.get('dbname', '')}"
+        """The URL without its user and password (for messages)."""
+        return describe_db(self._url)
 
     def _p(self) -> ConnectionPool:
         if self._pool is None:

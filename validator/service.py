@@ -164,7 +164,7 @@ class Validator:
     def status(self, serial: str, at_ns: int | None = None) -> TokenStatus:
         """The token's record, predicted offset with its uncertainty, windows, and history."""
         at = self.clock.now_ns() if at_ns is None else at_ns
-        rec = self.store.get(self._normalize(serial))
+        rec = self.store.get(normalize(serial))
         if rec is None:
             raise self._unknown_error(serial)
         history = self.store.history(rec.serial)
@@ -208,10 +208,6 @@ class Validator:
                 return self._unknown(normal)
             return action(tx, rec)
 
-    @staticmethod
-    def _normalize(serial: str) -> str:
-        return normalize(serial)
-
     def _unknown(self, serial: str) -> Result:
         if len(serial) == CHECKED_SERIAL_LENGTH and not has_valid_check_digit(serial):
             return Result(
@@ -223,7 +219,7 @@ class Validator:
         return Result(False, Reason.UNKNOWN_SERIAL, f"unknown serial number {serial}", serial)
 
     def _unknown_error(self, serial: str) -> Exception:
-        return UnknownTokenError(self._unknown(self._normalize(serial)).message)
+        return UnknownTokenError(self._unknown(normalize(serial)).message)
 
     def _prepared(self, rec: TokenRecord) -> PreparedKey:
         ident = (rec.serial, rec.sealed.key_id, rec.sealed.nonce)
@@ -367,29 +363,20 @@ class Validator:
         self, tx, rec: TokenRecord, state: ClockState | None, step: int, at: int, event: str, *, confirmed: bool = False
     ) -> Result:
         # The hot path of every check: one record built, one update, history and audit rows, the result.
-        version = rec.version
-        if state is None:  # HOTP
-            new = evolve(
-                rec, last_step=step, last_used_ns=at, failures=0, not_before_ns=0, pending_step=None,
-                pending_until_ns=0, pending_at_ns=0, version=version + 1,
-            )
-            offset_ns = offset_steps = None
-        else:
+        fields: dict[str, int | float] = {}
+        if state is not None:  # TOTP
             params = rec.params
             state = update(state, at, step, params.period, params.t0, confirmed=confirmed, params=self.drift)
-            new = evolve(
-                rec, last_step=step, last_used_ns=at, failures=0, not_before_ns=0, pending_step=None,
-                pending_until_ns=0, pending_at_ns=0, version=version + 1,
-                drift_anchor_ns=state.anchor_ns, drift_offset_ns=state.offset_ns, drift_rate_ppb=state.rate_ppb,
-                drift_var_offset=state.var_offset, drift_cov=state.cov, drift_var_rate=state.var_rate,
-            )
-            offset_ns = state.offset_ns  # the state is anchored at ``at``
-            offset_steps = _round_div(offset_ns, params.period * NS_PER_SECOND)
+            fields = self._state_fields(state)
+        new = evolve(
+            rec, last_step=step, last_used_ns=at, failures=0, not_before_ns=0, pending_step=None,
+            pending_until_ns=0, pending_at_ns=0, version=rec.version + 1, **fields,
+        )
         serial = rec.params.serial
-        tx.update(new, expected_version=version)
+        tx.update(new, expected_version=rec.version)
         tx.add_history(serial, HistoryEntry(at, step, event))
         tx.log_event(serial, at, event, f"step {step}")
-        return Result(True, Reason.ACCEPTED, "accepted", serial, step, offset_steps, offset_ns)
+        return Result(True, Reason.ACCEPTED, "accepted", serial, step, **self._offset_fields(new, state, at))
 
     def _fail(self, tx, rec: TokenRecord, at: int, reason: Reason, message: str) -> Result:
         failures = rec.failures + 1

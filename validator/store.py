@@ -53,6 +53,7 @@ __all__ = [
     "SQLiteStore",
     "StoreTransaction",
     "TokenStore",
+    "describe_db",
     "is_postgres_url",
 ]
 
@@ -111,6 +112,16 @@ CREDENTIAL_KINDS = ("admin", "client")
 def is_postgres_url(text: str) -> bool:
     """Whether a ``--db`` value names a PostgreSQL database (:mod:`validator.pgstore`) rather than a file."""
     return text.startswith(("postgresql://", "postgres://"))
+
+
+def describe_db(text: str) -> str:
+    """A ``--db`` value as messages name it: a file as given, a URL without its user and password."""
+    if not is_postgres_url(text):
+        return text
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(text)
+    return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}{parts.path}"
 
 
 # --- the interface -------------------------------------------------------------------------
@@ -488,6 +499,16 @@ def _record_values(record: TokenRecord) -> tuple[object, ...]:
         str(sealed.key_id),
         bytes(sealed.nonce),
         bytes(sealed.ciphertext),
+        *_state_values(record),
+    )
+
+
+def _state_values(record: TokenRecord) -> tuple[object, ...]:
+    """The :data:`_STATE_COLUMNS` values of ``record`` (already checked by :func:`check_state`), then the serial.
+
+    The tail of :func:`_record_values`: one mapping of the state columns for both UPDATEs.
+    """
+    return (
         int(bool(record.registered)),
         record.last_step,
         record.drift_anchor_ns,
@@ -496,31 +517,6 @@ def _record_values(record: TokenRecord) -> tuple[object, ...]:
         float(record.drift_var_offset),
         float(record.drift_cov),
         float(record.drift_var_rate),
-        record.last_used_ns,
-        record.failures,
-        record.resync_failures,
-        int(bool(record.locked)),
-        str(record.lock_reason),
-        record.not_before_ns,
-        record.pending_step,
-        record.pending_until_ns,
-        record.pending_at_ns,
-        record.version,
-        serial,
-    )
-
-
-def _state_values(record: TokenRecord) -> tuple[object, ...]:
-    """The :data:`_STATE_COLUMNS` values of ``record`` (already checked by :func:`check_state`), then the serial."""
-    return (
-        int(bool(record.registered)),
-        record.last_step,
-        record.drift_anchor_ns,
-        record.drift_offset_ns,
-        record.drift_rate_ppb,
-        record.drift_var_offset,
-        record.drift_cov,
-        record.drift_var_rate,
         record.last_used_ns,
         record.failures,
         record.resync_failures,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import math
 from typing import NamedTuple
 
-from validator.drift import DEFAULT_PARAMS, PPB, ClockState, DriftParams
+from validator.drift import DEFAULT_PARAMS, ClockState, DriftParams
 from validator.policy import Policy
 from vtoken.clock import NS_PER_SECOND
 
@@ -73,16 +73,10 @@ def totp_windows(
 ) -> Windows:
     """The single-code and next-code windows at true time ``at_ns`` (steps are never negative).
 
-    On every check's path: plain arithmetic, no helper calls beyond the square root.
+    On every check's path: plain arithmetic on the state's one prediction.
     """
-    anchor, offset0, rate_ppb, var_offset, cov, var_rate = state
-    elapsed_ns = at_ns - anchor
-    offset_ns = offset0 + elapsed_ns * rate_ppb // PPB
-    dt = elapsed_ns / NS_PER_SECOND
-    var = var_offset + 2.0 * dt * cov + dt * dt * var_rate
-    if dt > 0:
-        var += params.rate_walk_q * dt * dt * dt / 3.0 + params.offset_walk_q * dt
-    sigma = math.sqrt((var if var > 0.0 else 0.0) + params.typing_var)
+    offset_ns = state.offset_at(at_ns)
+    sigma = math.sqrt(state.offset_var_at(at_ns, params) + params.typing_var)
     period_ns = period * NS_PER_SECOND
     device_ns = at_ns + offset_ns - t0 * NS_PER_SECOND
     centre, into_ns = divmod(device_ns, period_ns)

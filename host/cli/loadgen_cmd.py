@@ -13,7 +13,6 @@ import click
 
 from host.cli.exits import EXIT_REFUSED
 from host.cli.options import hex_bytes
-from loadgen import LoadConfig, run_load
 from loadgen.config import (
     APIS,
     DEFAULT_MAX_IN_FLIGHT,
@@ -83,6 +82,8 @@ def loadgen(
       vtoken loadgen http://127.0.0.1:8080 --fleet fleet/ --import --admin-token vtk_admin_... \\
           --concurrency 64 --requests 1000000 --replays 0.10 --random 0.05
     """
+    from loadgen import LoadConfig, run_load  # aiohttp and the driver: only when a load runs
+
     config = LoadConfig(
         url=url,
         fleet=Path(fleet),

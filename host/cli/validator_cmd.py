@@ -27,7 +27,7 @@ from validator.sealing import (
     write_key_file,
 )
 from validator.service import Result, Validator
-from validator.store import SQLiteStore, TokenStore, is_postgres_url
+from validator.store import SQLiteStore, TokenStore, describe_db, is_postgres_url
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
 from vtoken.errors import MasterKeyError, StorageError
 
@@ -54,12 +54,7 @@ class ValidatorContext:
     @property
     def name(self) -> str:
         """The database as messages name it (never with a password)."""
-        if self.url is None:
-            return str(self.db)
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(self.url)
-        return f"{parts.scheme}://{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}{parts.path}"
+        return str(self.db) if self.url is None else describe_db(self.url)
 
     def open_store(self) -> TokenStore:
         """Open the store (any thread may call this: the service's writer does)."""

@@ -1,6 +1,7 @@
 """``vtoken validator serve`` and ``vtoken validator token``: the validator as a network service.
 
-Thin: resolve the options, then hand over to :mod:`server`.
+Thin: resolve the options, then hand over to :mod:`server` (imported when serving, so the
+other commands do not pay for the HTTP stack at start-up).
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ import click
 from host.cli.validator_cmd import ValidatorContext, validator
 from host.timearg import format_time_ns
 from host.wallclock import SystemClock, wall_time_ns
-from server.app import ServiceConfig
 from server.auth import make_credential
 from server.groupcommit import DEFAULT_MAX_BATCH
-from server.runner import ServeOptions, parse_listen, serve
 from validator.policy import Policy
 from validator.store import CREDENTIAL_KINDS
 from vtoken.errors import InvalidInputError, StorageError
@@ -54,6 +53,10 @@ def serve_cmd(
       vtoken validator --db v.db serve --listen 127.0.0.1:8080
       curl -s -X POST localhost:8080/v1/tokens/1000000005/check -d '{"code": "123456"}'
     """
+    # The HTTP stack (Starlette, uvicorn) is imported here, not at every start of the CLI.
+    from server.app import ServiceConfig
+    from server.runner import ServeOptions, parse_listen, serve
+
     host, port = parse_listen(listen)
     keyring = vc.keyring()
     vc.open_store().close()  # a missing file or an unreachable database is reported now, not in the writer
