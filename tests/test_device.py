@@ -296,7 +296,7 @@ def test_provision_blanks_the_display() -> None:
         {"model": "hotp"},  # the model is HOTP, the request TOTP
         {"digits": 8},  # does not fit the display
         {"digits": 11},
-        {"serial": "12"},
+        {"serial": "12#"},
         {"seed": b""},
         {"seed": b"s" * 129},
         {"period": 0},

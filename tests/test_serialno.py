@@ -152,8 +152,23 @@ def test_property_any_length(digits: str) -> None:
         (" 123 456 789 4 ", "1234567894"),
         ("1234567894", "1234567894"),
         ("123456", "123456"),
-        ("1" * 20, "1" * 20),
+        ("1" * 64, "1" * 64),
         ("2 1 0 4-0 0 0 1 2 3 4 5 6", "2104000123456"),
+        ("12345", "12345"),
+        ("1", "1"),
+        # vendor serials: kept exactly as written (corpus: multiOTP, NagraID, privacyIDEA)
+        ("ZZ8000000001", "ZZ8000000001"),
+        (" 306EUO4-00960 ", "306EUO4-00960"),
+        ("PW001", "PW001"),
+        ("pw001", "pw001"),
+        ("XXXX0000001F", "XXXX0000001F"),
+        ("htok_sha256_1", "htok_sha256_1"),
+        ("UBOM508327_X", "UBOM508327_X"),
+        ("a.b-c_d", "a.b-c_d"),
+        ("12345a7890", "12345a7890"),
+        ("123_456_789", "123_456_789"),
+        ("123.456.789", "123.456.789"),
+        ("A" * 64, "A" * 64),
     ],
 )
 def test_normalize_ok(text: str, expected: str) -> None:
@@ -165,11 +180,15 @@ def test_normalize_ok(text: str, expected: str) -> None:
     [
         "",
         "  - ",
-        "12345",  # too short
-        "1" * 21,  # too long
-        "12345a7890",
-        "123_456_789",
-        "123.456.789",
+        "1" * 65,  # too long
+        "A" * 65,
+        "-ZZ8000000001",  # must start with a letter or digit
+        ".hidden",
+        "ZZ 8000000001",  # spaces only in digit serials
+        "ZZ8000000001#1",
+        "a/b",
+        "../etc",
+        "ßerial",
         "١٢٣٤٥٦٧٨٩٠",  # Arabic-Indic digits are not ASCII digits
         "１２３４５６７８９０",  # full-width digits
         "123456\t7890",
@@ -193,7 +212,34 @@ def test_normalize_rejects_non_strings(bad: object) -> None:
 
 def test_invalid_serial_error_is_value_error() -> None:
     with pytest.raises(ValueError):
-        normalize("x")
+        normalize("x y")
+
+
+def test_vendor_serials_compare_exactly() -> None:
+    assert normalize("PW001") != normalize("pw001")
+    assert normalize("306EUO4-00960") == "306EUO4-00960"  # the dash stays in a vendor serial
+    assert not has_valid_check_digit("ZZ8000000001")
+    with pytest.raises(InvalidSerialError, match="not a vtoken serial"):
+        check_serial("ZZ8000000001")
+    assert check_serial("ZZ8000000001", require_check_digit=False) == "ZZ8000000001"
+    assert format_serial("306EUO4-00960") == "306EUO4-00960"
+
+
+def test_rejected_serial_is_quoted_briefly() -> None:
+    with pytest.raises(InvalidSerialError) as info:
+        normalize("x" * 30 + " " + "y" * 1000)
+    assert len(str(info.value)) < 200
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text(alphabet=st.characters(codec="ascii"), max_size=80))
+def test_normalize_is_idempotent(text: str) -> None:
+    try:
+        once = normalize(text)
+    except InvalidSerialError:
+        return
+    assert normalize(once) == once
+    assert 1 <= len(once) <= serialno.MAX_SERIAL_LENGTH
 
 
 # --- check_serial -------------------------------------------------------------------------
@@ -238,7 +284,7 @@ def test_format_serial(serial: str, shown: str) -> None:
 
 def test_format_serial_rejects_garbage() -> None:
     with pytest.raises(InvalidSerialError):
-        format_serial("abc")
+        format_serial("a b c")
 
 
 @settings(max_examples=100, deadline=None)

@@ -68,7 +68,7 @@ def test_register_check_replay_and_throttle(live: LiveServer) -> None:
 
 @pytest.mark.parametrize(
     ("serial", "status", "reason"),
-    [(make_serial(99), 404, "unknown-serial"), ("0000000012", 404, "mistyped-serial"), ("12ab", 400, "bad-format")],
+    [(make_serial(99), 404, "unknown-serial"), ("0000000012", 404, "mistyped-serial"), ("a!b", 400, "bad-format")],
 )
 def test_unknown_and_malformed_serials(live: LiveServer, serial: str, status: int, reason: str) -> None:
     with live.client() as http:

@@ -78,6 +78,33 @@ def test_add_get_list_and_duplicates(store: TokenStore, keyring: Keyring) -> Non
     assert snapshot(store) == before
 
 
+def vendor_item(keyring: Keyring, serial: str) -> tuple[TokenParams, SealedSeed]:
+    return TokenParams(serial=serial, kind=TokenKind.HOTP), seal(keyring, serial, SEED)
+
+
+@pytest.mark.parametrize("serial", ["VT00000001", "306EUO4-00960", "PW001", "htok_sha256_1", "A" * 64])
+def test_vendor_serials_are_stored_and_checked_by_the_one_rule(
+    store: TokenStore, keyring: Keyring, serial: str
+) -> None:
+    """A serial the store takes is one check, register and lookup accept exactly as stored."""
+    store.add_tokens([vendor_item(keyring, serial)], at_ns=1)
+    assert store.get(serial).serial == serial
+    assert store.get(serial.lower()) is None or serial.lower() == serial  # compared exactly
+    validator = Validator(store, keyring, clock=SimulatedClock(10**18), backend=python_backend())
+    registered = validator.register(f" {serial} ", hotp(SEED, 0), hotp(SEED, 1))
+    assert registered.accepted and registered.serial == serial, registered
+    result = validator.check(serial, hotp(SEED, 2))
+    assert result.accepted and result.serial == serial, result
+
+
+@pytest.mark.parametrize("serial", ["000-000-572-4", " 0000005724", "ZZ 1", "a/b", "", "1" * 65, "ZZ#1"])
+def test_store_refuses_serials_outside_the_rule(store: TokenStore, keyring: Keyring, serial: str) -> None:
+    before = snapshot(store)
+    with pytest.raises(InvalidInputError, match="serial"):
+        store.add_tokens([vendor_item(keyring, serial)], at_ns=1)
+    assert snapshot(store) == before
+
+
 def test_compare_and_set_and_rollback(store: TokenStore, keyring: Keyring) -> None:
     store.add_tokens(items(keyring, [1]))
     serial = make_serial(1)

@@ -38,10 +38,12 @@ from vtoken.errors import (
     ConcurrentUpdateError,
     DuplicateTokenError,
     InvalidInputError,
+    InvalidSerialError,
     StorageError,
     UnknownTokenError,
 )
 from vtoken.oath import Algorithm, TokenKind
+from vtoken.serialno import normalize
 
 __all__ = [
     "BUSY_TIMEOUT_S",
@@ -477,6 +479,12 @@ def _record_values(record: TokenRecord) -> tuple[object, ...]:
     serial = params.serial
     if not isinstance(serial, str) or not serial:
         raise InvalidInputError("a token needs a non-empty serial string")
+    try:
+        canonical = normalize(serial)
+    except InvalidSerialError as exc:
+        raise InvalidInputError(f"token serial: {exc}") from None
+    if canonical != serial:
+        raise InvalidInputError(f"token serial {serial!r} is not in its stored form {canonical!r}")
     if not isinstance(sealed, SealedSeed):
         raise InvalidInputError(f"token {serial}: sealed seed must be a SealedSeed, not {type(sealed).__name__}")
     for name in ("digits", "period", "t0", "counter", "drift_steps"):

@@ -1,13 +1,20 @@
-"""Serial numbers as printed on the back of a token, with a Damm check digit.
+"""Serial numbers: the one rule for every serial vtoken stores, looks up or prints.
 
-A vtoken serial is 10 ASCII digits: a 9-digit payload (zero-padded) followed
-by one check digit computed with the Damm algorithm. Damm's check digit
-catches every single-digit substitution and every transposition of two
-adjacent digits (including ones that involve the check digit itself).
+Two kinds of serial share one rule (:func:`normalize`):
 
-Serials imported from other vendors (for example 13-digit Feitian serials)
-carry no check digit; accept them with ``check_serial(text,
-require_check_digit=False)``.
+* **Digit serials.** Text made of ASCII digits, spaces and dashes is a digit
+  serial: the spaces and dashes are dropped (``000-000-572-4`` and
+  ``0000005724`` are one token). vtoken's own serials are 10 digits: a 9-digit
+  payload and a Damm check digit, which catches every single-digit
+  substitution and every transposition of two adjacent digits, so a mistyped
+  serial is reported as "probably mistyped". Vendors' digit serials (Feitian's
+  13 digits, RFC 6030's ``987654321``) carry no check digit.
+* **Vendor serials** with letters (``ZZ8000000001``, ``306EUO4-00960``,
+  ``PW001``): letters, digits and ``-``, ``_``, ``.``, starting with a letter
+  or digit, kept exactly as written and compared exactly (case matters).
+
+Either kind is at most :data:`MAX_SERIAL_LENGTH` characters once normalized;
+surrounding whitespace is ignored.
 
 >>> make_serial(572)
 '0000005724'
@@ -15,11 +22,14 @@ require_check_digit=False)``.
 '000-000-572-4'
 >>> check_serial("000 000 572-4")
 '0000005724'
+>>> normalize(" 306EUO4-00960 ")
+'306EUO4-00960'
 """
 
 from __future__ import annotations
 
 import numbers
+import re
 
 from vtoken.errors import InvalidSerialError
 
@@ -36,6 +46,7 @@ __all__ = [
     "damm_check_digit",
     "format_serial",
     "has_valid_check_digit",
+    "is_digit_serial",
     "make_serial",
     "normalize",
 ]
@@ -47,9 +58,9 @@ SERIAL_LENGTH = PAYLOAD_LENGTH + 1
 #: Largest payload :func:`make_serial` accepts.
 MAX_PAYLOAD = 10**PAYLOAD_LENGTH - 1
 #: Shortest serial :func:`normalize` accepts (any vendor).
-MIN_SERIAL_LENGTH = 6
-#: Longest serial :func:`normalize` accepts (any vendor).
-MAX_SERIAL_LENGTH = 20
+MIN_SERIAL_LENGTH = 1
+#: Longest serial :func:`normalize` accepts (any vendor), in characters after normalizing.
+MAX_SERIAL_LENGTH = 64
 #: Digits per group in :func:`format_serial`.
 GROUP_SIZE = 3
 #: Separator between groups in :func:`format_serial`.
@@ -57,6 +68,12 @@ GROUP_SEPARATOR = "-"
 
 _IGNORED_CHARS = (" ", "-")
 _ASCII_DIGITS = frozenset("0123456789")
+#: Text that is a digit serial: digits, spaces and dashes, with at least one digit.
+_DIGIT_SERIAL_RE = re.compile(r"[0-9 -]*[0-9][0-9 -]*", re.ASCII)
+#: A vendor serial as stored: a letter or digit, then letters, digits, ``-``, ``_`` and ``.``.
+_VENDOR_SERIAL_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*", re.ASCII)
+#: Longest piece of a rejected serial quoted back in a message.
+_QUOTE_MAX = 24
 
 #: The weakly totally anti-symmetric quasigroup of order 10 published by
 #: H. Michael Damm (2004); row = interim digit, column = next input digit.
@@ -99,22 +116,41 @@ def make_serial(number: int) -> str:
     return payload + damm_check_digit(payload)
 
 
+def _quoted(text: str) -> str:
+    return repr(text if len(text) <= _QUOTE_MAX else text[:_QUOTE_MAX] + "...")
+
+
 def normalize(text: str) -> str:
-    """Strip spaces and dashes; the rest must be 6..20 ASCII digits, else :class:`InvalidSerialError`."""
+    """The serial as stored: digit serials lose spaces and dashes, vendor serials are kept exactly.
+
+    Raises :class:`InvalidSerialError` for anything else: an empty serial,
+    characters other than letters, digits, ``-``, ``_``, ``.`` (and spaces in
+    a digit serial), or more than :data:`MAX_SERIAL_LENGTH` characters.
+    """
     if not isinstance(text, str):
         raise InvalidSerialError(f"serial must be a string, not {type(text).__name__}")
-    cleaned = text
-    for char in _IGNORED_CHARS:
-        cleaned = cleaned.replace(char, "")
-    if not cleaned:
+    stripped = text.strip()
+    if not stripped:
         raise InvalidSerialError("serial is empty")
-    if not set(cleaned) <= _ASCII_DIGITS:
-        raise InvalidSerialError("serial must contain only the digits 0-9 (spaces and dashes are ignored)")
-    if not MIN_SERIAL_LENGTH <= len(cleaned) <= MAX_SERIAL_LENGTH:
+    if _DIGIT_SERIAL_RE.fullmatch(stripped):
+        cleaned = stripped
+        for char in _IGNORED_CHARS:
+            cleaned = cleaned.replace(char, "")
+    elif _VENDOR_SERIAL_RE.fullmatch(stripped):
+        cleaned = stripped
+    else:
         raise InvalidSerialError(
-            f"serial must have {MIN_SERIAL_LENGTH} to {MAX_SERIAL_LENGTH} digits, got {len(cleaned)}"
+            f"serial {_quoted(stripped)} is not valid: use letters, digits and - _ . "
+            "(a digit serial may also contain spaces)"
         )
+    if len(cleaned) > MAX_SERIAL_LENGTH:
+        raise InvalidSerialError(f"serial must be at most {MAX_SERIAL_LENGTH} characters, not {len(cleaned)}")
     return cleaned
+
+
+def is_digit_serial(serial: str) -> bool:
+    """True if the normalized ``serial`` is all ASCII digits (vtoken's own serials and some vendors')."""
+    return bool(serial) and set(serial) <= _ASCII_DIGITS
 
 
 def has_valid_check_digit(serial: str) -> bool:
@@ -126,7 +162,7 @@ def has_valid_check_digit(serial: str) -> bool:
         cleaned = normalize(serial)
     except InvalidSerialError:
         return False
-    return _damm_interim(cleaned) == 0
+    return is_digit_serial(cleaned) and _damm_interim(cleaned) == 0
 
 
 def check_serial(text: str, *, require_check_digit: bool = True) -> str:
@@ -136,6 +172,8 @@ def check_serial(text: str, *, require_check_digit: bool = True) -> str:
     ``require_check_digit=False`` for vendor serials that carry none.
     """
     cleaned = normalize(text)
+    if require_check_digit and not is_digit_serial(cleaned):
+        raise InvalidSerialError(f"serial {cleaned} is not a vtoken serial (10 digits ending in a check digit)")
     if require_check_digit and _damm_interim(cleaned) != 0:
         raise InvalidSerialError(
             f"serial {cleaned} fails its check digit: it was probably mistyped; "
@@ -150,8 +188,10 @@ def format_serial(serial: str) -> str:
     The last group holds what is left, so a vtoken serial reads
     ``123-456-789-0`` (payload in three groups, check digit alone) and a
     13-digit vendor serial reads ``123-456-789-012-3``. The check digit is
-    not verified here.
+    not verified here. Vendor serials with letters are shown as they are.
     """
     cleaned = normalize(serial)
+    if not is_digit_serial(cleaned):
+        return cleaned
     groups = [cleaned[i : i + GROUP_SIZE] for i in range(0, len(cleaned), GROUP_SIZE)]
     return GROUP_SEPARATOR.join(groups)
