@@ -23,7 +23,8 @@ from firmware_sim.models import TokenKind, TokenModel
 from firmware_sim.rtc import MAX_ABS_PPM_25
 from firmware_sim.token import Token
 from vtoken.clock import NS_PER_SECOND, Clock, exact_fraction
-from vtoken.errors import InvalidConfigError
+from vtoken.errors import InvalidConfigError, InvalidInputError
+from vtoken.oath import Algorithm
 from vtoken.serialno import make_serial
 
 HKDF_SALT = b"vtoken fleet v1"
@@ -117,6 +118,77 @@ def check_protection(psk: bytes | None, password: str | None) -> None:
         raise InvalidConfigError("password must not be empty")
 
 
+#: The ``<Suite>`` text of each hash. python-pskc passes it through as ``Key.algorithm_suite``, and
+#: privacyIDEA lower-cases it and needs exactly ``sha1``/``sha256``/``sha512`` (anything else, such as
+#: ``sha-256``, silently becomes SHA-1 there). SHA-1, the RFC 4226/6238 default, is left unnamed.
+PSKC_SUITES: dict[Algorithm, str | None] = {Algorithm.SHA1: None, Algorithm.SHA256: "SHA256", Algorithm.SHA512: "SHA512"}
+
+
+def pskc_suite(algorithm: Algorithm) -> str | None:
+    """The ``<Suite>`` text for ``algorithm`` (None: write no Suite, which means SHA-1)."""
+    return PSKC_SUITES[algorithm]
+
+
+def new_pskc_container(
+    *, psk: bytes | None = None, password: str | None = None, salt: bytes | None = None
+) -> pskc.PSKC:
+    """An empty PSKC container: plaintext, under a pre-shared AES-128 key, or under a password.
+
+    ``salt`` is the PBKDF2 salt (python-pskc draws a random one when None).
+    """
+    check_protection(psk, password)
+    container = pskc.PSKC()
+    if psk is not None:
+        container.encryption.setup_preshared_key(key=psk, key_name="Pre-shared-key")
+    elif password is not None:
+        container.encryption.setup_pbkdf2(password, key_name="Passphrase", iterations=PBKDF2_ITERATIONS, salt=salt)
+    return container
+
+
+def add_pskc_key(
+    container: pskc.PSKC,
+    *,
+    serial: str,
+    model: str,
+    kind: TokenKind,
+    algorithm: Algorithm,
+    digits: int,
+    period: int,
+    t0: int,
+    counter: int,
+    secret: bytes,
+    start_date: _dt.datetime | None = None,
+) -> None:
+    """Add one token's KeyPackage: the one layout of a vtoken PSKC key (fleet file and export alike).
+
+    TOTP: TimeInterval = period, Time = T0 in periods (so T0 must be a whole
+    number of periods), TimeDrift 0. HOTP: Counter = the next counter.
+    """
+    if kind is TokenKind.TOTP and t0 % period:
+        raise InvalidInputError(f"token {serial}: T0 {t0} is not a whole number of {period} s periods; PSKC cannot carry it")
+    key = container.add_key(
+        id=serial,
+        serial=serial,
+        manufacturer=PSKC_MANUFACTURER,
+        model=model,
+        secret=secret,
+        algorithm=PSKC_TOTP if kind is TokenKind.TOTP else PSKC_HOTP,
+        response_encoding="DECIMAL",
+        response_length=digits,
+    )
+    suite = pskc_suite(algorithm)
+    if suite is not None:
+        key.algorithm_suite = suite
+    if kind is TokenKind.TOTP:
+        key.time_offset = t0 // period
+        key.time_interval = period
+        key.time_drift = 0
+        if start_date is not None:
+            key.start_date = start_date
+    else:
+        key.counter = counter
+
+
 def build_pskc(
     spec: FleetSpec,
     *,
@@ -131,39 +203,27 @@ def build_pskc(
     ``password`` derives the key with PBKDF2. Without either the file is
     plaintext. ``progress`` is called with the number of keys written so far.
     """
-    check_protection(psk, password)
-    container = pskc.PSKC()
-    if psk is not None:
-        container.encryption.setup_preshared_key(key=psk, key_name="Pre-shared-key")
-    elif password is not None:
-        container.encryption.setup_pbkdf2(
-            password,
-            key_name="Passphrase",
-            iterations=PBKDF2_ITERATIONS,
-            salt=_hkdf(spec.batch_secret, b"pskc-salt", 16),
-        )
+    container = new_pskc_container(
+        psk=psk,
+        password=password,
+        salt=_hkdf(spec.batch_secret, b"pskc-salt", 16) if password is not None else None,
+    )
     created = _dt.datetime.fromtimestamp(created_ns // NS_PER_SECOND, tz=_dt.timezone.utc)
     model = spec.model
     for i, serial in enumerate(spec.serials(), start=1):
-        key = container.add_key(
-            id=serial,
+        add_pskc_key(
+            container,
             serial=serial,
-            manufacturer=PSKC_MANUFACTURER,
             model=model.name,
+            kind=model.kind,
+            algorithm=model.algorithm,
+            digits=model.digits,
+            period=model.period,
+            t0=model.t0,
+            counter=0,
             secret=derive_seed(spec.batch_secret, serial),
-            algorithm=PSKC_TOTP if model.kind is TokenKind.TOTP else PSKC_HOTP,
-            response_encoding="DECIMAL",
-            response_length=model.digits,
+            start_date=created,
         )
-        if model.algorithm.value != "sha1":
-            key.algorithm_suite = model.algorithm.value.upper().replace("SHA", "SHA-")
-        if model.kind is TokenKind.TOTP:
-            key.time_offset = model.t0 // model.period if model.t0 else 0
-            key.time_interval = model.period
-            key.time_drift = 0
-            key.start_date = created
-        else:
-            key.counter = 0
         if progress is not None:
             progress(i)
     return container

@@ -28,7 +28,7 @@ from server.groupcommit import GroupCommitter, ServiceUnavailableError
 from server.metrics import Metrics
 from server.openapi import openapi_document
 from server.privacyidea import PrivacyIdeaApi
-from validator.importer import import_data
+from validator.importer import FORMATS, ImportOptions, import_data
 from validator.service import Reason, Result, TokenStatus, Validator
 from validator.store import Credential
 from vtoken.clock import NS_PER_SECOND
@@ -262,12 +262,15 @@ class Service:
 
     async def import_tokens(self, request: Request) -> Response:
         await self.require(request, ADMIN)
-        unknown = sorted(set(request.query_params) - {"format"})
+        unknown = sorted(set(request.query_params) - {"format", "skip_unsupported"})
         if unknown:
             raise ApiError(400, f"unknown query parameter(s): {', '.join(u[:40] for u in unknown[:5])}")
         fmt = request.query_params.get("format", "auto")
-        if fmt not in ("auto", "pskc", "csv"):
-            raise ApiError(400, "format must be auto, pskc or csv")
+        if fmt not in FORMATS:
+            raise ApiError(400, f"format must be one of {', '.join(FORMATS)}")
+        skip_text = request.query_params.get("skip_unsupported", "false")
+        if skip_text not in ("true", "false"):
+            raise ApiError(400, "skip_unsupported must be true or false")
         password = request.headers.get("x-import-password")
         psk_hex = request.headers.get("x-import-psk")
         try:
@@ -280,7 +283,8 @@ class Service:
 
         def job(v: Validator) -> list[str]:
             return import_data(v.store, v.keyring, data, fmt=fmt, password=password, psk=psk,
-                               now_ns=v.clock.now_ns(), name="the uploaded file")
+                               now_ns=v.clock.now_ns(), name="the uploaded file",
+                               options=ImportOptions(skip_unsupported=skip_text == "true"))
 
         serials = await self.admin_job(job)
         return JSONResponse({"imported": len(serials), "serials": serials})

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from validator.importer import FORMATS
+
 _SERIAL = {
     "name": "serial", "in": "path", "required": True,
     "schema": {"type": "string", "minLength": 1, "maxLength": 64},
@@ -144,14 +146,17 @@ _DOCUMENT: dict[str, Any] = {
                           **_errors(401, 403, 503)},
         }},
         "/v1/import": {"post": {
-            "summary": "Import a PSKC or CSV file, all or nothing", "operationId": "import", "security": _ADMIN,
+            "summary": "Import a PSKC, OATH CSV or otpauth URI file, all or nothing", "operationId": "import",
+            "security": _ADMIN,
             "parameters": [
-                {"name": "format", "in": "query", "schema": {"type": "string", "enum": ["auto", "pskc", "csv"]}},
+                {"name": "format", "in": "query", "schema": {"type": "string", "enum": list(FORMATS)}},
+                {"name": "skip_unsupported", "in": "query", "schema": {"type": "string", "enum": ["true", "false"]}},
                 {"name": "X-Import-Password", "in": "header", "schema": {"type": "string"}},
                 {"name": "X-Import-PSK", "in": "header", "schema": {"type": "string"}},
             ],
             "requestBody": {"required": True, "content": {
                 "application/pskc+xml": {"schema": {"type": "string"}}, "text/csv": {"schema": {"type": "string"}},
+                "text/plain": {"schema": {"type": "string"}},
             }},
             "responses": {"200": {"description": "Imported", "content": _json({
                 "type": "object", "required": ["imported", "serials"],

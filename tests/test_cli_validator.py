@@ -291,7 +291,7 @@ def test_refusals_print_their_reason(cli: Cli) -> None:
     result = refused(*cli.v("check", mistyped, code2, "--at", DAY_S), reason="mistyped-serial")
     assert "probably mistyped" in result.output
     refused(*cli.v("register", make_serial(7), code1, code2, "--at", DAY_S), reason="unknown-serial")
-    refused(*cli.v("check", "12ab", code2, "--at", DAY_S), reason="bad-format")
+    refused(*cli.v("check", "12 ab#", code2, "--at", DAY_S), reason="bad-format")
 
     cli.register(FIRST)
     refused(*cli.v("check", FIRST, "abcdef", "--at", DAY_S + 30), reason="bad-format")
@@ -324,7 +324,7 @@ def test_show(cli: Cli) -> None:
     assert re.search(rf"step {(DAY_S + 3_600) // 30}\s+accept", shown), shown
 
     clean_error(*cli.v("show", make_serial(7)), words="unknown serial")
-    clean_error(*cli.v("show", "12ab"), words="serial", code=2)
+    clean_error(*cli.v("show", "12 ab#"), words="serial", code=2)
 
 
 def test_show_of_a_drifting_token(tmp_path: Path) -> None:
@@ -481,3 +481,29 @@ def test_wrong_key_file(cli: Cli, tmp_path: Path) -> None:
     clean_error("validator", "--db", cli.db, "--key-file", stranger, "check", FIRST, code, "--at", DAY_S + 60,
                 words="key")
     assert cli.check(FIRST, DAY_S + 60).exit_code == 0
+
+
+def test_import_of_vendor_files_with_their_options(cli: Cli, tmp_path: Path) -> None:
+    """Mixed, signed and otpauth files through the command line: notes, skipped keys, clean refusals."""
+    mixed = tmp_path / "mixed.xml"
+    mixed.write_text(
+        '<?xml version="1.0"?><KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">'
+        '<KeyPackage><DeviceInfo><SerialNo>ZZ8000000001</SerialNo></DeviceInfo>'
+        '<Key Id="1" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:totp"><AlgorithmParameters>'
+        '<Suite hashalgo="sha256"/></AlgorithmParameters><Data><Secret><PlainValue>'
+        'MTIzNDU2Nzg5MDEyMzQ1Njc4OTAxMjM0NTY3ODkwMTI=</PlainValue></Secret></Data></Key></KeyPackage>'
+        '<KeyPackage><DeviceInfo><SerialNo>306EUO4-00960</SerialNo></DeviceInfo>'
+        '<Key Id="2" Algorithm="urn:ietf:params:xml:ns:keyprov:pskc:ocra"><Data><Secret><PlainValue>'
+        'MTIzNA==</PlainValue></Secret></Data></Key></KeyPackage></KeyContainer>'
+    )
+    clean_error(*cli.v("import", mixed), words="306EUO4-00960")  # fails whole, naming the OCRA key
+    result = ok(*cli.v("import", mixed, "--skip-unsupported"))
+    assert "imported 1 token from" in result.output
+    assert "skipped: key package 2 (serial 306EUO4-00960, Key Id 2): OCRA" in result.output
+    shown = ok(*cli.v("show", "ZZ8000000001")).output
+    assert "sha256" in shown.lower()
+    uris = tmp_path / "keys.txt"
+    uris.write_text("otpauth://hotp/vtoken:VT00000001?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&counter=0\n")
+    assert "imported 1 token from" in ok(*cli.v("import", uris)).output
+    clean_error(*cli.v("import", mixed, "--certificate", tmp_path / "missing.pem"), words="--certificate", code=2)
+    clean_error(*cli.v("import", mixed, "--certificate", mixed, "--ignore-signature"), words="not both", code=2)

@@ -15,6 +15,8 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from pskc.exceptions import DecryptionError
 
 import validator.importer as importer_module
+import validator.importbase as importbase_module
+import validator.pskcfile as pskcfile_module
 from firmware_sim.fleet import FleetSpec, build_pskc, derive_seed
 from firmware_sim.models import get_model
 from validator.importer import ImportReport, import_file, read_csv, read_pskc
@@ -71,14 +73,16 @@ def key_package(
     encoding: str = "DECIMAL",
     data_extra: str = "<Counter><PlainValue>0</PlainValue></Counter>",
     params_extra: str = "",
+    key_id: str | None = "12345678",
 ) -> str:
+    id_xml = f' Id="{key_id}"' if key_id is not None else ""
     serial_xml = f"<SerialNo>{serial}</SerialNo>" if serial is not None else ""
     secret_xml = f"<Secret><PlainValue>{secret_b64}</PlainValue></Secret>" if secret_b64 is not None else ""
     return f"""
   <KeyPackage>
     <DeviceInfo><Manufacturer>Manufacturer</Manufacturer>{serial_xml}</DeviceInfo>
     <CryptoModuleInfo><Id>CM_ID_001</Id></CryptoModuleInfo>
-    <Key Id="12345678" Algorithm="{algorithm}">
+    <Key{id_xml} Algorithm="{algorithm}">
       <Issuer>Issuer</Issuer>
       <AlgorithmParameters>{params_extra}<ResponseFormat Length="{length}" Encoding="{encoding}"/></AlgorithmParameters>
       <Data>{secret_xml}{data_extra}</Data>
@@ -102,13 +106,17 @@ def _cbc(key: bytes, plaintext: bytes, iv: bytes) -> bytes:
 
 
 def rfc6030_psk_file(
-    psk: bytes, seed: bytes, *, serial: str = "987654321", with_mac: bool = True, with_mac_method: bool = True
+    psk: bytes, seed: bytes, *, serial: str = "987654321", with_mac: bool = True, with_mac_method: bool = True,
+    mac_over_plaintext: bool = False,
 ) -> bytes:
-    """A pre-shared-key file laid out like RFC 6030 Figure 6, encrypted here without python-pskc."""
+    """A pre-shared-key file laid out like RFC 6030 Figure 6, encrypted here without python-pskc.
+
+    ``mac_over_plaintext`` writes the ValueMAC as pre-RFC drafts and ActivIdentity did.
+    """
     mac_key = bytes.fromhex("1122334455667788990011223344556677889900")
     mac_key_ct = _cbc(psk, mac_key, bytes(range(16)))
     secret_ct = _cbc(psk, seed, bytes(range(16, 32)))
-    mac = hmac.new(mac_key, secret_ct, hashlib.sha1).digest()
+    mac = hmac.new(mac_key, seed if mac_over_plaintext else secret_ct, hashlib.sha1).digest()
     mac_xml = f"<ValueMAC>{base64.b64encode(mac).decode()}</ValueMAC>" if with_mac else ""
     mac_method = f"""
   <MACMethod Algorithm="http://www.w3.org/2000/09/xmldsig#hmac-sha1">
@@ -373,7 +381,7 @@ def test_utf16_cannot_hide_a_doctype(tmp_path: Path, store: SQLiteStore, keyring
 
 def test_file_size_cap(tmp_path: Path, store: SQLiteStore, keyring: Keyring, monkeypatch: pytest.MonkeyPatch) -> None:
     path = fleet_file(tmp_path, count=2)
-    monkeypatch.setattr(importer_module, "MAX_FILE_BYTES", 1024)
+    monkeypatch.setattr(importbase_module, "MAX_FILE_BYTES", 1024)
     refused(store, keyring, path, "larger than")
 
 
@@ -384,14 +392,15 @@ def test_tampered_psk_file(tmp_path: Path, store: SQLiteStore, keyring: Keyring,
     # Tamper with the second key package's secret: the first one is fine, and still nothing is imported.
     second = text.index("<pskc:KeyPackage>", text.index("<pskc:KeyPackage>") + 1)
     path.write_text(tamper_b64(text, element, start=second))
-    refused(store, keyring, path, r"key package 2 \(serial \d+\): ValueMAC of the secret does not match", psk=PSK[:16])
+    refused(store, keyring, path, r"key package 2 \(serial \d+\): the ValueMAC of the secret does not match.*altered",
+            psk=PSK[:16])
 
 
 def test_tampered_hand_written_psk_file(tmp_path: Path, store: SQLiteStore, keyring: Keyring) -> None:
     text = rfc6030_psk_file(PSK, SEED).decode()
     path = tmp_path / "figure6.xml"
     path.write_text(tamper_b64(text, "CipherValue", start=text.index("<Secret>")))
-    refused(store, keyring, path, "ValueMAC of the secret does not match", psk=PSK)
+    refused(store, keyring, path, "the ValueMAC of the secret does not match.*altered", psk=PSK)
 
 
 def test_cbc_without_mac_is_refused(tmp_path: Path, store: SQLiteStore, keyring: Keyring) -> None:
@@ -421,7 +430,7 @@ def test_missing_or_mismatched_protection(tmp_path: Path, store: SQLiteStore, ke
     psk_file = fleet_file(tmp_path, count=1, psk=PSK[:16])
     password_file = fleet_file(tmp_path, count=1, password=PASSWORD)
     plain_file = fleet_file(tmp_path, count=1)
-    refused(store, keyring, psk_file, "encrypted: give the pre-shared key or the password")
+    refused(store, keyring, psk_file, "encrypted with a pre-shared key named 'Pre-shared-key': give it")
     refused(store, keyring, psk_file, "not password-protected", password=PASSWORD)
     refused(store, keyring, password_file, "give the password", psk=PSK[:16])
     refused(store, keyring, psk_file, "not both", psk=PSK[:16], password=PASSWORD)
@@ -431,17 +440,17 @@ def test_missing_or_mismatched_protection(tmp_path: Path, store: SQLiteStore, ke
 
 def test_pbkdf2_iteration_cap(tmp_path: Path, store: SQLiteStore, keyring: Keyring, monkeypatch: pytest.MonkeyPatch) -> None:
     path = fleet_file(tmp_path, count=1, password=PASSWORD)
-    monkeypatch.setattr(importer_module, "MAX_PBKDF2_ITERATIONS", 1000)
+    monkeypatch.setattr(pskcfile_module, "MAX_PBKDF2_ITERATIONS", 1000)
     refused(store, keyring, path, "iteration count", password=PASSWORD)
 
 
 @pytest.mark.parametrize(
     ("package", "match"),
     [
-        (key_package(algorithm="urn:ietf:params:xml:ns:keyprov:pskc#ocra"), "unsupported key algorithm"),
-        (key_package(algorithm="urn:example:mystery"), "unsupported key algorithm"),
-        (key_package(serial=None), r"serial number \(DeviceInfo/SerialNo\) is missing"),
-        (key_package(serial="ABC-123"), "digits 0-9"),
+        (key_package(algorithm="urn:ietf:params:xml:ns:keyprov:pskc#ocra"), "kinds vtoken does not validate.*OCRA"),
+        (key_package(algorithm="urn:example:mystery"), "kinds vtoken does not validate.*unknown algorithm"),
+        (key_package(serial=None, key_id=None), r"serial number \(DeviceInfo/SerialNo, or the Key Id\) is missing"),
+        (key_package(serial="ABC 123"), "not valid"),
         (key_package(secret_b64=None), "secret .seed. is missing"),
         (key_package(secret_b64=base64.b64encode(b"x" * 129).decode()), "1 to 128 bytes"),
         (key_package(length=5), "Length"),
@@ -618,3 +627,237 @@ def test_store_errors_are_not_hidden(tmp_path: Path, keyring: Keyring) -> None:
     with pytest.raises(StorageError):
         import_file(closed, keyring, path)
 
+
+
+# --- issue 13: vendor spellings, signatures, mixed files, OATH CSV, otpauth ----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("params_extra", "algorithm"),
+    [
+        ('<Suite hashalgo="sha256"/>', Algorithm.SHA256),  # privacyIDEA's export form (python-pskc ignores it)
+        ('<Suite hashalgo="SHA512"></Suite>', Algorithm.SHA512),
+        ('<Suite hashalgo="sha256">HMAC-SHA256</Suite>', Algorithm.SHA256),
+        ("<Suite>sha256</Suite>", Algorithm.SHA256),
+        ("<Suite>SHA256</Suite>", Algorithm.SHA256),
+        ("<Suite>HMAC-SHA1</Suite>", Algorithm.SHA1),
+        ("<Suite>SHA-1</Suite>", Algorithm.SHA1),
+    ],
+)
+def test_every_hash_spelling(params_extra: str, algorithm: Algorithm) -> None:
+    [(params, _)] = read_pskc(container(key_package(params_extra=params_extra)))
+    assert params.algorithm is algorithm
+
+
+@pytest.mark.parametrize(
+    ("params_extra", "match"),
+    [
+        ('<Suite hashalgo="md5"/>', "Suite hashalgo 'md5' is not a hash vtoken knows"),
+        ("<Suite>SHA-3</Suite>", "algorithm suite 'SHA-3' is not a hash"),
+        ('<Suite hashalgo="sha256">SHA-512</Suite>', "Suite says 'SHA-512' but its hashalgo attribute says 'sha256'"),
+    ],
+)
+def test_unknown_or_contradictory_hash_is_an_error_never_sha1(params_extra: str, match: str) -> None:
+    with pytest.raises(ImportFailedError, match=match):
+        read_pskc(container(key_package(params_extra=params_extra)))
+
+
+@pytest.mark.parametrize("algorithm", ["HOTP", "hotp", "http://www.ietf.org/keyprov/pskc#hotp"])
+def test_draft_algorithm_spellings(algorithm: str) -> None:
+    [(params, _)] = read_pskc(container(key_package(algorithm=algorithm)))
+    assert params.kind is TokenKind.HOTP
+
+
+@pytest.mark.parametrize("serial", ["ZZ8000000001", "306EUO4-00960", "PW001"])
+def test_vendor_serials_import_as_printed(serial: str) -> None:
+    [(params, _)] = read_pskc(container(key_package(serial=serial)))
+    assert params.serial == serial and not params.has_check_digit
+
+
+def test_key_id_is_the_serial_when_there_is_no_serial_number() -> None:
+    [(params, _)] = read_pskc(container(key_package(serial=None, key_id="MBK000000001")))
+    assert params.serial == "MBK000000001"
+
+
+def test_whitespace_before_the_xml_declaration_is_tolerated() -> None:
+    [(params, _)] = read_pskc(b"  \n\t" + container(key_package()))
+    assert params.serial == "987654321"
+
+
+def test_mixed_file_fails_whole_naming_each_unsupported_key_unless_skipped(
+    tmp_path: Path, store: SQLiteStore, keyring: Keyring
+) -> None:
+    path = tmp_path / "mixed.xml"
+    path.write_bytes(container(
+        key_package(serial="111111"),
+        key_package(serial="222222", algorithm="urn:ietf:params:xml:ns:keyprov:pskc:ocra"),
+        key_package(serial="PIN-1", algorithm="urn:ietf:params:xml:ns:keyprov:pskc:pin"),
+        key_package(serial="333333", algorithm=TOTP_URI, data_extra=""),
+    ))
+    error = refused(store, keyring, path, "kinds vtoken does not validate")
+    assert "key package 2 (serial 222222, Key Id 12345678): OCRA" in str(error)
+    assert "key package 3 (serial PIN-1, Key Id 12345678): PIN" in str(error)
+    report = import_file(store, keyring, path, options=importer_module.ImportOptions(skip_unsupported=True))
+    assert report.serials == ("111111", "333333")
+    assert [s.split(":")[0] for s in report.skipped] == ["key package 2 (serial 222222, Key Id 12345678)",
+                                                         "key package 3 (serial PIN-1, Key Id 12345678)"]
+
+
+def test_expired_key_is_refused_as_of_the_import_time(tmp_path: Path, store: SQLiteStore, keyring: Keyring) -> None:
+    path = tmp_path / "expiring.xml"
+    path.write_bytes(container(key_package(data_extra="").replace(
+        "</Key>", "<Policy><ExpiryDate>2030-01-01T00:00:00Z</ExpiryDate></Policy></Key>")))
+    refused(store, keyring, path, "expired on 2030-01-01", now_ns=1_900_000_000 * 10**9)
+    assert import_file(store, keyring, path, now_ns=1_800_000_000 * 10**9).count == 1
+
+
+def _signing_identity(tmp_path: Path) -> tuple[bytes, str]:
+    """A fresh RSA key and its self-signed certificate (PEM), as a vendor would sign with."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "vtoken test vendor")])
+    now = datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(42).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
+            .sign(key, hashes.SHA256()))
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return key_pem, cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def _signed_fleet(tmp_path: Path, key_pem: bytes, cert_pem: str) -> Path:
+    spec = FleetSpec(batch_secret=BATCH_SECRET, model=get_model("totp30"), count=2)
+    signed = build_pskc(spec, created_ns=0)
+    signed.signature.sign(key_pem, cert_pem)
+    path = tmp_path / "signed.pskcxml"
+    signed.write(str(path))
+    return path
+
+
+def test_signed_file_verifies_against_the_operators_certificate(
+    tmp_path: Path, store: SQLiteStore, keyring: Keyring
+) -> None:
+    key_pem, cert_pem = _signing_identity(tmp_path)
+    path = _signed_fleet(tmp_path, key_pem, cert_pem)
+    # no certificate: refused, unless the operator says to ignore the signature
+    refused(store, keyring, path, "the file is signed: give the signer's certificate")
+    # someone else's certificate: refused
+    _, other_pem = _signing_identity(tmp_path)
+    refused(store, keyring, path, "signature does not verify", options=importer_module.ImportOptions(
+        certificate=other_pem))
+    report = import_file(store, keyring, path, options=importer_module.ImportOptions(certificate=cert_pem))
+    assert report.count == 2 and any("signature verified" in note for note in report.notes)
+
+
+def test_altered_signed_file_is_refused_always(tmp_path: Path, store: SQLiteStore, keyring: Keyring) -> None:
+    key_pem, cert_pem = _signing_identity(tmp_path)
+    text = _signed_fleet(tmp_path, key_pem, cert_pem).read_text()
+    altered = tmp_path / "altered.pskcxml"
+    altered.write_text(tamper_b64(text, "PlainValue", start=text.index("<pskc:Secret>")))
+    refused(store, keyring, altered, "signature does not verify",
+            options=importer_module.ImportOptions(certificate=cert_pem))
+    refused(store, keyring, altered, "the file is signed")
+    # the operator's explicit choice: imported unchecked, and the report says so
+    report = import_file(store, keyring, altered, options=importer_module.ImportOptions(ignore_signature=True))
+    assert any("NOT checked" in note for note in report.notes)
+
+
+def test_certificate_for_an_unsigned_file_is_refused(tmp_path: Path, store: SQLiteStore, keyring: Keyring) -> None:
+    _, cert_pem = _signing_identity(tmp_path)
+    refused(store, keyring, fleet_file(tmp_path, count=1), "not signed",
+            options=importer_module.ImportOptions(certificate=cert_pem))
+
+
+def test_rsa_encrypted_file_names_the_real_cause(tmp_path: Path, store: SQLiteStore, keyring: Keyring) -> None:
+    path = tmp_path / "rsa.xml"
+    secret = ('<Secret><EncryptedValue><xenc:EncryptionMethod xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" '
+              'Algorithm="http://www.w3.org/2001/04/xmlenc#rsa_1_5"/><xenc:CipherData '
+              'xmlns:xenc="http://www.w3.org/2001/04/xmlenc#"><xenc:CipherValue>AAAA</xenc:CipherValue>'
+              '</xenc:CipherData></EncryptedValue></Secret>')
+    path.write_bytes(container(key_package(secret_b64=None, data_extra=secret)))
+    error = refused(store, keyring, path, "encrypted to an RSA certificate")
+    assert "pre-shared key or the password" not in str(error)
+
+
+def test_mac_over_the_plaintext_is_accepted_and_reported(tmp_path: Path, store: SQLiteStore, keyring: Keyring) -> None:
+    path = tmp_path / "plaintext-mac.xml"
+    path.write_bytes(rfc6030_psk_file(PSK, SEED, mac_over_plaintext=True))
+    report = import_file(store, keyring, path, psk=PSK)
+    assert any("computed over the plaintext" in note for note in report.notes)
+    assert bytes(unseal(keyring, "987654321", store.get("987654321").sealed)) == SEED
+    # a wrong key is still a wrong key, whichever form the MAC has
+    refused(store, keyring, path, "the pre-shared key or password is wrong", psk=bytes(16))
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("tok1, 1212\n", [("tok1", "hotp", "sha1", 6, 0)]),
+        ("# comment\n t2 , 3132333435363738393031323334353637383930 , totp , 8 , 60 , SHA256 ,,\n",
+         [("t2", "totp", "sha256", 8, 60)]),
+        ("h3, 3132333435363738393031323334353637383930, hotp, 6, 17, sha512\n", [("h3", "hotp", "sha512", 6, 17)]),
+        ("h4, " + "31" * 32 + ", hotp\n", [("h4", "hotp", "sha256", 6, 0)]),  # LinOTP: 32-byte seed → SHA-256
+        ("h5, " + "31" * 64 + ", totp, 6, 30\n", [("h5", "totp", "sha512", 6, 30)]),
+        ("serial,seed,type,hash\nh6," + "31" * 20 + ",hotp,HMAC-SHA256\n", [("h6", "hotp", "sha256", 6, 0)]),
+    ],
+)
+def test_oath_csv_as_privacyidea_and_linotp_write_it(text: str, expected: list) -> None:
+    tokens = read_csv(text)
+    got = [(p.serial, p.kind.value, p.algorithm.value, p.digits, p.period if p.kind is TokenKind.TOTP else p.counter)
+           for p, _ in tokens]
+    assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("only-a-serial\n", "only 1 field"),
+        ("a, 3132, hotp, 6, 0, sha1, extra\n", "7 fields: expected at most 6"),
+        ("a, 3132, hotp, 6, 0, md5\n", "hash 'md5' is not a hash vtoken knows"),
+        ("a, 3132, ocra, OCRA-1:HOTP-SHA1-8:QH40\n", "kinds vtoken does not validate.*OCRA"),
+        ("a, 3132, motp\n", "unknown type 'motp'"),
+        ("OATH-HOTP,11.12.13 18:55,1,cccccccccccc,,9168,,,0,0,0,6\n", "Yubico personalization-tool export"),
+        ("a, 3132, totp, 6, 0\n", "period must be 1 to"),
+    ],
+)
+def test_oath_csv_refusals(text: str, match: str) -> None:
+    with pytest.raises(ImportFailedError, match=match):
+        read_csv(text)
+
+
+def test_otpauth_uris_import(tmp_path: Path, store: SQLiteStore, keyring: Keyring) -> None:
+    path = tmp_path / "keys.txt"
+    path.write_text(
+        "# exported\n"
+        "otpauth://totp/vtoken:ZZ0001?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&issuer=vtoken&algorithm=SHA256"
+        "&digits=8&period=60\n"
+        "otpauth://hotp/ZZ0002?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&counter=5\n"
+    )
+    report = import_file(store, keyring, path)
+    assert report.format == "otpauth" and report.serials == ("ZZ0001", "ZZ0002")
+    first, second = store.get("ZZ0001").params, store.get("ZZ0002").params
+    assert (first.kind, first.algorithm, first.digits, first.period) == (TokenKind.TOTP, Algorithm.SHA256, 8, 60)
+    assert (second.kind, second.counter) == (TokenKind.HOTP, 5)
+    assert bytes(unseal(keyring, "ZZ0001", store.get("ZZ0001").sealed)) == b"12345678901234567890"
+
+
+def test_otpauth_errors_name_the_line_and_never_the_secret(tmp_path: Path, store: SQLiteStore, keyring: Keyring) -> None:
+    path = tmp_path / "keys.txt"
+    path.write_text("otpauth://totp/A1?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n"
+                    "otpauth://totp/B1?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ&algorithm=MD5\n")
+    error = refused(store, keyring, path, "line 2")
+    assert "GEZDGNBV" not in str(error)
+    path.write_text("otpauth://totp/alice@example.com?secret=GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ\n")
+    refused(store, keyring, path, "account name")
+
+
+def test_a_token_file_given_to_import_names_what_it_is(tmp_path: Path, store: SQLiteStore, keyring: Keyring) -> None:
+    path = tmp_path / "fob.token"
+    path.write_text('{"format": "vtoken-token", "version": 1}')
+    refused(store, keyring, path, "vtoken token file.*vtoken token export")

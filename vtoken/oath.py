@@ -170,6 +170,11 @@ def hotp(key: bytes, counter: int, *, digits: int = DEFAULT_DIGITS, algorithm: s
     return format_code(hotp_value(key, counter, digits=digits, algorithm=algorithm), check_digits(digits))
 
 
+#: Longest TOTP period a seed file or URI may declare: a week (RFC 6238 recommends 30 s; vendor samples
+#: reach two days).
+MAX_PERIOD = 7 * 86_400
+
+
 def check_period(period: int | float) -> int | float:
     """Validate a TOTP period (a positive, finite number of seconds)."""
     if isinstance(period, bool) or not isinstance(period, numbers.Real):

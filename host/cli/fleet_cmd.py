@@ -1,4 +1,4 @@
-"""``vtoken fleet create``: many tokens from one batch secret, with their PSKC file."""
+"""``vtoken fleet create|export``: many tokens from one batch secret, with their PSKC file; export them again."""
 
 from __future__ import annotations
 
@@ -6,10 +6,22 @@ import sys
 
 import click
 
+from firmware_sim.export import plan_qr_folder, read_fleet, render, write_qr_folder
 from firmware_sim.fleet import DEFAULT_PPM_SPREAD, FleetSpec
 from firmware_sim.fleetdir import write_fleet
 from firmware_sim.models import MODELS, get_model
 from host.cli.options import at_option, exact_number, hex_bytes, time_or_now
+from host.cli.token_cmd import (
+    check_export_options,
+    describe_export,
+    emit_export,
+    force_option,
+    format_option,
+    out_option,
+    password_option,
+    psk_option,
+    refuse_existing,
+)
 from vtoken.clock import SimulatedClock
 from vtoken.errors import InvalidInputError
 
@@ -19,7 +31,7 @@ PROGRESS_THRESHOLD = 200
 
 @click.group()
 def fleet() -> None:
-    """Make fleets of tokens."""
+    """Make fleets of tokens, and export them."""
 
 
 @fleet.command("create")
@@ -73,3 +85,43 @@ def create(
     protection = "pre-shared key" if psk else "password" if password else "plaintext"
     click.echo(f"{count} tokens written to {out}; seeds in {target} ({protection})")
 
+
+@fleet.command("export")
+@click.option("--dir", "folder", required=True, type=click.Path(file_okay=False),
+              help="Fleet folder: every <serial>.token in it is read (never changed).")
+@format_option
+@out_option
+@psk_option
+@password_option
+@click.option("--qr-dir", "qr_dir", type=click.Path(file_okay=False),
+              help="Also write each token's otpauth QR code as <serial>.png here (mode 0600).")
+@force_option
+def export(
+    folder: str,
+    fmt: str,
+    out: str | None,
+    psk: str | None,
+    password: str | None,
+    qr_dir: str | None,
+    force: bool,
+) -> None:
+    """Export the seeds of every token file in DIR, sorted by serial.
+
+    Reads the <serial>.token files that `vtoken fleet create` wrote (their
+    current state: a HOTP token's next counter). The output holds seeds:
+    files are created with mode 0600 and never replaced without --force.
+
+    \b
+    Examples:
+      vtoken fleet export --dir fleet/ --format csv --out fleet.csv
+      vtoken fleet export --dir fleet/ --format otpauth --out fleet.txt --qr-dir fleet-qr/
+    """
+    psk_bytes = check_export_options(fmt, psk, password)
+    refuse_existing([out], force)
+    records = read_fleet(folder)
+    data = render(records, fmt, psk=psk_bytes, password=password)
+    plan = plan_qr_folder(qr_dir, records, force=force) if qr_dir is not None else None  # refusals come first
+    emit_export(data, out, force=force, what=describe_export(records, fmt, psk_bytes, password))
+    if qr_dir is not None and plan is not None:
+        write_qr_folder(qr_dir, plan, force=force)
+        click.echo(f"{len(plan)} QR codes written to {qr_dir}", err=True)

@@ -1,4 +1,4 @@
-"""``vtoken token new|show``: make a token file, and look at one."""
+"""``vtoken token new|show|export``: make a token file, look at one, and export its seed."""
 
 from __future__ import annotations
 
@@ -8,6 +8,17 @@ from pathlib import Path
 import click
 
 from firmware_sim.display import render_art
+from firmware_sim.export import (
+    ExportFormat,
+    ExportRecord,
+    otpauth_uri,
+    qr_image,
+    qr_kind,
+    qr_terminal,
+    read_record,
+    render,
+    write_private,
+)
 from firmware_sim.factory import DEVICE_KEY_BYTES, Physics, manufacture
 from firmware_sim.fleet import SEED_BYTES
 from firmware_sim.models import MODELS, get_model
@@ -16,7 +27,7 @@ from firmware_sim.statefile import load_token, save_token
 from host.cli.options import at_option, exact_number, hex_bytes, time_or_now
 from host.timearg import format_time_ns
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
-from vtoken.errors import StorageError
+from vtoken.errors import InvalidInputError, StorageError
 from vtoken.serialno import check_serial, make_serial
 
 SERIAL_PAYLOAD_LIMIT = 10**9
@@ -110,3 +121,105 @@ def show(state: str, at: str | None) -> None:
     click.echo(f"battery:       {info.battery_percent} %" + (" (LOW)" if info.battery_low else ""))
     click.echo("display:")
     click.echo(render_art(fob.display.masks(now), fob.display.indicators(now)))
+
+
+# --- export ------------------------------------------------------------------------------------
+
+#: ``--format`` choices of the export commands.
+EXPORT_FORMATS = tuple(f.value for f in ExportFormat)
+
+format_option = click.option(
+    "--format", "fmt", required=True, type=click.Choice(EXPORT_FORMATS),
+    help="pskc (RFC 6030), csv (OATH CSV for privacyIDEA/LinOTP) or otpauth (one URI per line).",
+)
+out_option = click.option(
+    "--out", "out", type=click.Path(dir_okay=False), help="Write here (mode 0600) instead of to stdout."
+)
+psk_option = click.option("--psk", metavar="HEX", help="PSKC only: encrypt the seeds with this AES-128 key.")
+password_option = click.option(
+    "--password", metavar="P", help="PSKC only: encrypt the seeds with a key derived from this password."
+)
+force_option = click.option("--force", is_flag=True, help="Replace existing output files.")
+
+
+def check_export_options(fmt: str, psk: str | None, password: str | None) -> bytes | None:
+    """Refuse --psk/--password outside PSKC and together; return the pre-shared key's bytes."""
+    if (psk is not None or password is not None) and fmt != ExportFormat.PSKC.value:
+        raise InvalidInputError(f"--psk and --password apply to --format pskc only, not {fmt}")
+    if psk is not None and password is not None:
+        raise InvalidInputError("give --psk or --password, not both")
+    return hex_bytes(psk, "--psk") if psk is not None else None
+
+
+def refuse_existing(paths: list[str | None], force: bool) -> None:
+    """Refuse before writing anything if an output file exists (without --force) or is named twice."""
+    named = [Path(p) for p in paths if p is not None]
+    if len({p.resolve() for p in named}) != len(named):
+        raise InvalidInputError("the same file is named for two outputs")
+    for path in named:
+        if not force and (path.exists() or path.is_symlink()):
+            raise StorageError(f"{path} already exists; use --force to replace it")
+
+
+def emit_export(data: bytes, out: str | None, *, force: bool, what: str) -> None:
+    """Write the export to ``out`` (0600, no overwrite without --force) or to stdout."""
+    if out is None:
+        click.echo(data, nl=False)
+        return
+    write_private(out, data, force=force)
+    click.echo(f"{what} written to {out}", err=True)
+
+
+def describe_export(records: list[ExportRecord], fmt: str, psk: bytes | None, password: str | None) -> str:
+    """``3 tokens (pskc, password)``: what an export holds, for the status line."""
+    count = f"token {records[0].serial}" if len(records) == 1 else f"{len(records)} tokens"
+    protection = ", pre-shared key" if psk is not None else ", password" if password is not None else ""
+    return f"{count} ({fmt}{protection})"
+
+
+@token.command("export")
+@click.option("--state", "state", required=True, type=click.Path(dir_okay=False), help="Token file (read, never changed).")
+@format_option
+@out_option
+@psk_option
+@password_option
+@click.option("--qr", is_flag=True, help="Also print the token's otpauth URI as a QR code on the terminal.")
+@click.option("--qr-file", "qr_file", type=click.Path(dir_okay=False),
+              help="Also write the otpauth URI's QR code to this .png or .svg file (mode 0600).")
+@force_option
+def export(
+    state: str,
+    fmt: str,
+    out: str | None,
+    psk: str | None,
+    password: str | None,
+    qr: bool,
+    qr_file: str | None,
+    force: bool,
+) -> None:
+    """Export the seed and parameters of the token in a token file.
+
+    The output holds the seed: files are created with mode 0600 and an
+    existing file is replaced only with --force. --qr and --qr-file show the
+    otpauth URI (issuer vtoken, account = serial) as a QR code, whatever
+    --format is; --qr goes to stdout, so with pskc or csv it needs --out.
+
+    \b
+    Examples:
+      vtoken token export --state fob.token --format otpauth --qr
+      vtoken token export --state fob.token --format pskc --out fob.pskc --psk 00112233445566778899aabbccddeeff
+    """
+    psk_bytes = check_export_options(fmt, psk, password)
+    if qr and out is None and fmt != ExportFormat.OTPAUTH.value:
+        raise InvalidInputError(f"--qr prints to stdout, where the {fmt} export would go too; give --out FILE")
+    image_kind = qr_kind(qr_file) if qr_file is not None else None
+    refuse_existing([out, qr_file], force)
+    record = read_record(state)
+    data = render([record], fmt, psk=psk_bytes, password=password)
+    uri = otpauth_uri(record) if qr or qr_file is not None else None
+    emit_export(data, out, force=force, what=describe_export([record], fmt, psk_bytes, password))
+    if qr_file is not None and image_kind is not None and uri is not None:
+        write_private(qr_file, qr_image(uri, image_kind), force=force)
+        click.echo(f"QR code of token {record.serial} written to {qr_file}", err=True)
+    if qr and uri is not None:
+        click.echo(qr_terminal(uri), nl=False)

@@ -17,7 +17,7 @@ import click
 from host.cli.exits import EXIT_REFUSED
 from host.cli.options import at_option, hex_bytes, time_or_now
 from host.timearg import format_time_ns
-from validator.importer import import_file
+from validator.importer import FORMATS, ImportOptions, import_file
 from validator.sealing import (
     ENV_VAR,
     Keyring,
@@ -29,7 +29,7 @@ from validator.sealing import (
 from validator.service import Result, Validator
 from validator.store import SQLiteStore, TokenStore, describe_db, is_postgres_url
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
-from vtoken.errors import MasterKeyError, StorageError
+from vtoken.errors import InvalidInputError, MasterKeyError, StorageError
 
 DB_ENV = "VTOKEN_DB"
 DEFAULT_DB = "vtoken.db"
@@ -151,19 +151,71 @@ def init(vc: ValidatorContext) -> None:
 @click.argument("file", type=click.Path(dir_okay=False))
 @click.option("--psk", metavar="HEX", help="Pre-shared AES key of an encrypted PSKC file.")
 @click.option("--password", metavar="P", help="Password of a PBKDF2-protected PSKC file.")
-@click.option("--format", "fmt", type=click.Choice(["auto", "pskc", "csv"]), default="auto", show_default=True)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
+              help="pskc, csv (OATH CSV, with or without a header) or otpauth (one URI per line).")
+@click.option("--certificate", type=click.Path(dir_okay=False), help="Verify a signed PSKC file against this PEM "
+              "certificate (the signer's).")
+@click.option("--ignore-signature", is_flag=True, help="Import a signed PSKC file without checking its signature.")
+@click.option("--skip-unsupported", is_flag=True, help="Import the HOTP and TOTP keys of a file that also holds "
+              "keys of other kinds (OCRA, PIN, password, Yubikey, SecurID), and list what was skipped.")
 @at_option
 @click.pass_obj
-def import_cmd(vc: ValidatorContext, file: str, psk: str | None, password: str | None, fmt: str, at: str | None) -> None:
-    """Import every token of a PSKC or CSV file, all or nothing."""
+def import_cmd(
+    vc: ValidatorContext,
+    file: str,
+    psk: str | None,
+    password: str | None,
+    fmt: str,
+    certificate: str | None,
+    ignore_signature: bool,
+    skip_unsupported: bool,
+    at: str | None,
+) -> None:
+    """Import every token of a PSKC, OATH CSV or otpauth file, all or nothing.
+
+    \b
+    Examples:
+      vtoken validator --db v.db import fleet/tokens.pskc --password hunter2
+      vtoken validator --db v.db import vendor.xml --psk 12345678901234567890123456789012 --skip-unsupported
+      vtoken validator --db v.db import signed.xml --certificate vendor-cert.pem
+    """
+    if certificate is not None and ignore_signature:
+        raise InvalidInputError("give --certificate or --ignore-signature, not both")
+    options = ImportOptions(
+        psk=hex_bytes(psk, "--psk") if psk else None,
+        password=password,
+        certificate=_read_certificate(certificate) if certificate is not None else None,
+        ignore_signature=ignore_signature,
+        skip_unsupported=skip_unsupported,
+    )
     keyring = vc.keyring()
     with vc.store() as store:
-        report = import_file(
-            store, keyring, file, psk=hex_bytes(psk, "--psk") if psk else None, password=password, format=fmt,
-            now_ns=time_or_now(at),
-        )
+        report = import_file(store, keyring, file, format=fmt, now_ns=time_or_now(at), options=options)
     kinds = ", ".join(f"{n} {kind.value}" for kind, n in report.kinds.items())
-    click.echo(f"imported {report.count} tokens from {file} ({kinds})")
+    click.echo(f"imported {_plural(report.count, 'token')} from {file} ({kinds})")
+    for note in report.notes:
+        click.echo(f"note: {note}")
+    for skipped in report.skipped:
+        click.echo(f"skipped: {skipped}")
+
+
+#: Largest certificate file read (a PEM certificate is a few KiB).
+MAX_CERTIFICATE_BYTES = 256 * 1024
+
+
+def _read_certificate(path: str) -> str:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read(MAX_CERTIFICATE_BYTES + 1)
+    except OSError as exc:
+        raise InvalidInputError(f"--certificate {path}: {exc.strerror or exc}") from None
+    if len(data) > MAX_CERTIFICATE_BYTES or b"-----BEGIN CERTIFICATE-----" not in data:
+        raise InvalidInputError(f"--certificate {path}: not a PEM certificate")
+    return data.decode("ascii", "replace")
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _report(result: Result) -> None:
