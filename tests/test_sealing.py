@@ -257,3 +257,64 @@ def test_parse_master_key_names_its_source() -> None:
     with pytest.raises(MasterKeyError, match="somewhere"):
         parse_master_key("abc", source="somewhere")
     assert len(parse_master_key("ab" * MASTER_KEY_BYTES).to_hex()) == 64
+
+
+# --- a key file that is not a regular file (issue 15, item 10) -------------------------------------------------
+
+#: A process still blocked after this long is hanging on the key file.
+_FIFO_TIMEOUT_S = 60
+
+_LOAD_FIFO = """
+import sys
+from validator.sealing import load_key_file
+from vtoken.errors import MasterKeyError
+try:
+    load_key_file(sys.argv[1])
+except MasterKeyError as exc:
+    print("refused:", exc)
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_a_fifo_key_file_is_refused_without_blocking(tmp_path: Path) -> None:
+    """A FIFO with no writer blocked the open, and with it every ``check``, forever. In a subprocess: a
+    regression must fail the test, not hang it."""
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "validator.db.key"
+    os.mkfifo(fifo, 0o600)
+    done = subprocess.run([sys.executable, "-c", _LOAD_FIFO, str(fifo)], capture_output=True, text=True,
+                          timeout=_FIFO_TIMEOUT_S, cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "is not a regular file" in done.stdout
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_check_with_a_fifo_key_file_ends_with_a_message(tmp_path: Path) -> None:
+    """``vtoken validator check`` itself: an error message and a non-zero exit, no traceback, no hang."""
+    import subprocess
+    import sys
+
+    db = tmp_path / "v.db"
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    init = subprocess.run([sys.executable, "-m", "host.cli.main", "validator", "--db", str(db), "init"],
+                          capture_output=True, text=True, timeout=_FIFO_TIMEOUT_S, env=env,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert init.returncode == 0, init.stderr
+    key_file = Path(f"{db}.key")
+    key_file.unlink()
+    os.mkfifo(key_file, 0o600)
+    done = subprocess.run([sys.executable, "-m", "host.cli.main", "validator", "--db", str(db), "check", SERIAL,
+                           "123456"], capture_output=True, text=True, timeout=_FIFO_TIMEOUT_S, env=env,
+                          cwd=Path(__file__).resolve().parents[1])
+    assert done.returncode != 0
+    assert "not a regular file" in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
+def test_a_directory_key_file_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "master.key"
+    folder.mkdir(mode=0o700)
+    with pytest.raises(MasterKeyError, match="not a regular file"):
+        load_key_file(folder)

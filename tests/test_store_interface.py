@@ -265,3 +265,112 @@ def test_validator_behaves_the_same_on_every_store(tmp_path: Path, keyring: Keyr
     results = on_memory[0]
     assert sum(r.accepted for r in results) >= 30  # the session really exercised acceptance
     assert {r.reason.value for r in results} >= {"registered", "accepted", "replay", "wrong-code", "next-code-required", "locked"}
+
+
+# --- a damaged row is refused on read, the same on every store (issue 15, item 10) ---------------------------
+
+
+def _damage(store: TokenStore, serial: str, column: str, value: object) -> None:
+    """Write ``value`` into ``column`` of ``serial``'s row behind the store's back (as a damaged file or a
+    hand-edited database would)."""
+    if isinstance(store, MemoryStore):
+        rec = store._tokens[serial]
+        if column.startswith("seed_"):
+            field = column.removeprefix("seed_")
+            sealed = SealedSeed(**{**dataclasses.asdict(rec.sealed), field: value})
+            store._tokens[serial] = dataclasses.replace(rec, sealed=sealed)
+        elif column in {f.name for f in dataclasses.fields(TokenParams)}:
+            object.__setattr__(rec.params, column, value)
+        else:
+            store._tokens[serial] = dataclasses.replace(rec, **{column: value})
+        return
+    if isinstance(store, SQLiteStore):
+        import sqlite3
+
+        with sqlite3.connect(store.path) as conn:
+            conn.execute(f"UPDATE tokens SET {column} = ? WHERE serial = ?", (value, serial))
+        conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(_pg_url_of(store), autocommit=True) as conn:
+        conn.execute(f"UPDATE tokens SET {column} = %s WHERE serial = %s", (value, serial))
+
+
+def _pg_url_of(store: TokenStore) -> str:
+    return store._url  # type: ignore[attr-defined]
+
+
+#: Damage every store can hold (PostgreSQL's column types keep text out of its integer and bytea columns).
+DAMAGE = [
+    ("failures", -3, r"failures is -3, outside 0 to"),
+    ("resync_failures", -1, r"resync_failures is -1, outside 0 to"),
+    ("version", -7, r"version is -7, outside 0 to"),
+    ("drift_var_offset", -1.0, r"drift_var_offset is -1.0, not a finite non-negative number"),
+]
+#: Damage only a store without column types can hold (SQLite's type affinity, a record changed in memory), and
+#: the stores that can hold it (SQLite's CHECK constraints keep an unknown kind or a flag of 2 out).
+UNTYPED = ("sqlite", "memory")
+UNTYPED_DAMAGE = [
+    ("seed_nonce", "not binary at all", r"seed_nonce is text where binary data belongs", UNTYPED),
+    ("seed_ciphertext", 12345, r"seed_ciphertext is an integer where binary data belongs", UNTYPED),
+    ("failures", "many", r"failures is text where an integer belongs", UNTYPED),
+    ("last_step", 1.5, r"last_step is a floating-point number where an integer or NULL belongs", UNTYPED),
+    ("drift_cov", "x", r"drift_cov is text where a number belongs", UNTYPED),
+    ("seed_key_id", b"\x07", r"seed_key_id is binary data where text belongs", UNTYPED),
+    ("kind", "ocra", r"kind is 'ocra', not one of hotp, totp", ("memory",)),
+    ("registered", 2, r"registered is 2, not 0 or 1", ("memory",)),
+]
+
+
+def _check_refuses(store: TokenStore, keyring: Keyring, serial: str, column: str, match: str) -> None:
+    from vtoken.errors import CorruptStateError
+
+    expected = rf"token {serial}: the stored {match}"
+    with pytest.raises(CorruptStateError, match=expected):
+        store.get(serial)
+    with pytest.raises(CorruptStateError, match=expected):
+        store.list_tokens()
+    with pytest.raises(CorruptStateError, match=expected):
+        with store.transaction() as tx:
+            tx.get(serial)
+    with pytest.raises(CorruptStateError, match=expected):
+        store.rekey(keyring, generate_master_key())
+    validator = Validator(store, keyring, clock=SimulatedClock(10**18), backend=python_backend())
+    with pytest.raises(CorruptStateError, match=column):  # not a TypeError, not extra tries
+        validator.check(serial, hotp(SEED, 0))
+
+
+@pytest.mark.parametrize(("column", "value", "match"), DAMAGE, ids=[d[0] for d in DAMAGE])
+def test_a_damaged_row_is_refused_on_read(store: TokenStore, keyring: Keyring, column: str, value: object,
+                                          match: str) -> None:
+    store.add_tokens(items(keyring, [1, 2]), at_ns=1)
+    serial = make_serial(1)
+    _damage(store, serial, column, value)
+    _check_refuses(store, keyring, serial, column, match)
+    assert store.get(make_serial(2)) is not None  # the other row reads as before
+
+
+@pytest.mark.parametrize(
+    ("make_store", "column", "value", "match"),
+    [(name, column, value, match) for column, value, match, holders in UNTYPED_DAMAGE for name in holders],
+    ids=[f"{name}-{column}" for column, _, _, holders in UNTYPED_DAMAGE for name in holders],
+    indirect=["make_store"],
+)
+def test_a_wrongly_typed_value_is_refused_on_read(store: TokenStore, keyring: Keyring, column: str, value: object,
+                                                  match: str) -> None:
+    store.add_tokens(items(keyring, [1]), at_ns=1)
+    serial = make_serial(1)
+    _damage(store, serial, column, value)
+    _check_refuses(store, keyring, serial, column, match)
+
+
+def test_a_negative_failure_count_is_never_written(store: TokenStore, keyring: Keyring) -> None:
+    store.add_tokens(items(keyring, [1]), at_ns=1)
+    serial = make_serial(1)
+    before = snapshot(store)
+    with pytest.raises(InvalidInputError, match="failures = -1 must not be negative"):
+        with store.transaction() as tx:
+            rec = tx.get(serial)
+            tx.update(dataclasses.replace(rec, failures=-1), expected_version=rec.version)
+    assert snapshot(store) == before

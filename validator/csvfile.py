@@ -36,8 +36,9 @@ from validator.importbase import (
     check_unique,
     fail,
     hash_name,
-    quote,
+    quote_field,
     read_source,
+    serial_tag,
 )
 from validator.records import TokenParams
 from validator.store import INT64_MAX
@@ -80,7 +81,7 @@ def text_of(source: str | os.PathLike[str] | bytes, name: str | None) -> tuple[s
 
 def _whole(value: str, column: str, name: str, where: str) -> int:
     if not value.isascii() or not value.isdigit():
-        fail(name, where, f"{column} must be a non-negative whole number, not {quote(value)}")
+        fail(name, where, f"{column} must be a non-negative whole number, not {quote_field(value)}")
     if len(value) > len(str(INT64_MAX)) or int(value) > INT64_MAX:
         fail(name, where, f"{column} is out of range")
     return int(value)
@@ -89,12 +90,12 @@ def _whole(value: str, column: str, name: str, where: str) -> int:
 def _token(row: Mapping[str, str], name: str, where: str, notes: list[str]) -> ImportedToken:
     """One token from a row of named fields (missing or empty fields take their defaults)."""
     serial, has_check_digit = check_serial_text(row.get("serial", ""), name, where, "serial")
-    where = f"{where} (serial {serial})"
+    where = where + serial_tag(serial)
     kind_text = row.get("type") or TokenKind.HOTP.value
     try:
         kind = TokenKind(kind_text.lower())
     except ValueError:
-        fail(name, where, f"unknown type {quote(kind_text)}; use totp or hotp")
+        fail(name, where, f"unknown type {quote_field(kind_text)}; use totp or hotp")
     if not row.get("seed"):
         fail(name, where, "the seed is missing")
     try:
@@ -141,7 +142,8 @@ def _header(cells: list[str], name: str, where: str) -> list[str]:
     known = set(CSV_COLUMNS) | set(CSV_HASH_COLUMNS)
     unknown = [c for c in header if c not in known]
     if unknown:
-        fail(name, where, f"unknown column(s) {', '.join(map(quote, unknown))}; columns are {','.join(CSV_COLUMNS)}")
+        fail(name, where, f"unknown column(s) {', '.join(map(quote_field, unknown))}; columns are "
+                          f"{','.join(CSV_COLUMNS)}")
     header = ["hash" if c in CSV_HASH_COLUMNS else c for c in header]
     repeated = sorted({c for c in header if header.count(c) > 1})
     if repeated:
@@ -198,7 +200,7 @@ def read_csv_data(text: str, name: str, *, skip_unsupported: bool = False) -> Re
                 row = _oath_row(cells, name, where)
             kind = (row.get("type") or "").lower()
             if kind in _UNSUPPORTED_TYPES:
-                skipped = f"{where} (serial {row.get('serial', '')}): {_UNSUPPORTED_TYPES[kind]}"
+                skipped = f"{where}{serial_tag(row.get('serial', ''))}: {_UNSUPPORTED_TYPES[kind]}"
                 if not skip_unsupported:
                     fail(name, None, f"the file holds keys of kinds vtoken does not validate: {skipped} "
                                      "(--skip-unsupported imports the HOTP and TOTP keys alone)")
@@ -229,7 +231,7 @@ def read_otpauth_data(text: str, name: str) -> Reading:
         except InvalidInputError as exc:
             fail(name, where, str(exc))
         serial, has_check_digit = check_serial_text(key.account, name, where, "the label's account name (the serial)")
-        where = f"{where} (serial {serial})"
+        where = where + serial_tag(serial)
         seed = check_seed(bytes(key.secret), name, where)
         params = TokenParams(
             serial=serial, kind=TokenKind(key.kind), algorithm=key.algorithm, digits=key.digits,

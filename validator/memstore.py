@@ -42,11 +42,24 @@ from validator.store import (
     _record_values,
     check_credential,
     check_state,
+    check_token_row,
     duplicate_error,
+    record_row,
 )
 from vtoken.errors import ConcurrentUpdateError, InvalidInputError, StorageError, UnknownTokenError
 
 __all__ = ["MemoryStore"]
+
+
+def _checked(record: TokenRecord | None) -> TokenRecord | None:
+    """``record`` after the row check every store runs on every read (:func:`~validator.store.check_token_row`).
+
+    Records are validated when written; this catches one changed behind the
+    store's back, as a damaged database row is caught in SQLite or PostgreSQL.
+    """
+    if record is not None:
+        check_token_row(record_row(record))
+    return record
 
 
 class _MemoryTransaction(StoreTransaction):
@@ -78,7 +91,7 @@ class _MemoryTransaction(StoreTransaction):
         self._undo.clear()
 
     def get(self, serial: str) -> TokenRecord | None:
-        return self._s()._tokens.get(serial)
+        return _checked(self._s()._tokens.get(serial))
 
     def update(self, record: TokenRecord, *, expected_version: int) -> TokenRecord:
         store = self._s()
@@ -273,11 +286,11 @@ class MemoryStore(TokenStore):
 
     def get(self, serial: str) -> TokenRecord | None:
         self._check_open()
-        return self._tokens.get(serial)
+        return _checked(self._tokens.get(serial))
 
     def list_tokens(self) -> list[TokenRecord]:
         self._check_open()
-        return [self._tokens[s] for s in sorted(self._tokens)]
+        return [_checked(self._tokens[s]) for s in sorted(self._tokens)]  # type: ignore[misc]
 
     def history(self, serial: str, limit: int | None = None) -> list[HistoryEntry]:
         self._check_open()
@@ -336,6 +349,8 @@ class MemoryStore(TokenStore):
         _check_event(None, when, EVENT_REKEY, "")
         self._check_open()
         # Open every seed first: if one fails, nothing changes.
+        for rec in self._tokens.values():
+            _checked(rec)  # every record checked before any is re-sealed, as the SQL stores check every row
         fresh = {
             serial: seal(new_key, serial, unseal(keyring, serial, rec.sealed)) for serial, rec in self._tokens.items()
         }

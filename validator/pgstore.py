@@ -548,13 +548,12 @@ class PostgresStore(TokenStore):
         with self.transaction() as tx:
             conn = tx._c()  # type: ignore[attr-defined]
             with _Errors("reading sealed seeds"):
-                rows = conn.execute(
-                    "SELECT serial, seed_key_id, seed_nonce, seed_ciphertext FROM tokens ORDER BY serial FOR UPDATE"
-                ).fetchall()
-            old_ids = sorted({str(row[1]) for row in rows})
-            for serial, key_id, nonce, ciphertext in rows:
-                sealed = SealedSeed(key_id=str(key_id), nonce=bytes(nonce), ciphertext=bytes(ciphertext))
-                fresh = seal(new_key, serial, unseal(keyring, serial, sealed))
+                rows = conn.execute(_SELECT_TOKEN + " ORDER BY serial FOR UPDATE").fetchall()
+            records = [_row_to_record(row) for row in rows]  # every row checked before any is re-sealed
+            old_ids = sorted({record.sealed.key_id for record in records})
+            for record in records:
+                serial = record.serial
+                fresh = seal(new_key, serial, unseal(keyring, serial, record.sealed))
                 with _Errors(f"re-sealing token {serial}"):
                     conn.execute(
                         "UPDATE tokens SET seed_key_id = %s, seed_nonce = %s, seed_ciphertext = %s, "

@@ -29,7 +29,16 @@ What it takes, and what it refuses (each refusal names its real cause):
 
 Documents are refused before any XML parser sees them if they carry a DOCTYPE
 or ENTITY declaration, are not UTF-8, or exceed the size limit; whitespace
-before the XML declaration (privacyIDEA's files) is tolerated.
+before the XML declaration (privacyIDEA's files) is tolerated. A streaming
+pre-scan (expat, no DTD, no entities, no tree) then refuses, before any parser
+builds a tree: nesting deeper than :data:`~validator.importbase.MAX_XML_DEPTH`,
+more than :data:`~validator.importbase.MAX_XML_ELEMENTS` elements, an integer
+field longer than :data:`~validator.importbase.MAX_INT_DIGITS` characters, a
+ResponseFormat Length of 0 or empty (python-pskc reads both as absent, which
+would import the token as 6 digits), and a root element in a namespace other
+than PSKC's (:data:`PSKC_NAMESPACES`; a root in no namespace, as Feitian,
+LinOTP and privacyIDEA write it, is read). PBKDF2 work is bounded before any
+derivation (:func:`_check_pbkdf2`).
 """
 
 from __future__ import annotations
@@ -37,20 +46,30 @@ from __future__ import annotations
 import binascii
 import contextlib
 import datetime as _dt
+import hashlib
 import hmac
 import io
 import re
 import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, NoReturn
+from xml.parsers import expat
 
 import pskc
 from cryptography.utils import CryptographyDeprecationWarning
+from pskc.encryption import algorithm_key_lengths
 from pskc.exceptions import DecryptionError, KeyDerivationError, ParseError, PSKCError
 from pskc.key import EncryptedValue
 
 from validator.importbase import (
+    MAX_INT_CIPHER_CHARS,
+    MAX_INT_DIGITS,
+    MAX_PBKDF2_ITERATIONS,
+    MAX_PBKDF2_KEY_BYTES,
+    MAX_PBKDF2_WORK,
     MAX_PERIOD,
+    MAX_XML_DEPTH,
+    MAX_XML_ELEMENTS,
     QUOTE_MAX,
     Reading,
     check_seed,
@@ -66,10 +85,41 @@ from vtoken.clock import NS_PER_SECOND
 from vtoken.errors import InvalidInputError
 from vtoken.oath import DEFAULT_DIGITS, DEFAULT_PERIOD, Algorithm, TokenKind, check_counter, check_digits
 
-__all__ = ["MAX_PBKDF2_ITERATIONS", "PSKC_KINDS", "read_pskc_data"]
+__all__ = [
+    "MAX_INT_CIPHER_CHARS",
+    "MAX_INT_DIGITS",
+    "MAX_PBKDF2_ITERATIONS",
+    "MAX_PBKDF2_KEY_BYTES",
+    "MAX_PBKDF2_WORK",
+    "MAX_XML_DEPTH",
+    "MAX_XML_ELEMENTS",
+    "PBKDF2_PRF_DIGEST_BYTES",
+    "PSKC_KINDS",
+    "PSKC_NAMESPACES",
+    "read_pskc_data",
+]
 
-#: PBKDF2 iteration counts above this are refused (a file could otherwise stall the import for hours).
-MAX_PBKDF2_ITERATIONS = 10_000_000
+#: Namespaces a PSKC root element may be in: RFC 6030's (the one python-pskc's ``pskc.xml.namespaces``
+#: names) and those of the pre-RFC drafts python-pskc's test files use and it reads (the
+#: algorithm-profiles draft, draft-hoyer-keyprov-portable-symmetric-key-container-00 and -01, and
+#: ActivIdentity's). python-pskc strips every namespace before it reads, so without this check a document
+#: in any namespace would import. A root in no namespace at all is read too (Feitian, LinOTP and
+#: privacyIDEA write them so).
+PSKC_NAMESPACES = frozenset({
+    "urn:ietf:params:xml:ns:keyprov:pskc",
+    "urn:ietf:params:xml:ns:keyprov:pskc:1.0",
+    "urn:ietf:params:xml:ns:keyprov:container",
+    "urn:ietf:params:xml:ns:keyprov:container:1.0",
+    "http://www.openauthentication.org/OATH/2006/08/PSKC",
+})
+#: PBKDF2 pseudo-random functions vtoken derives keys with (the hash python-pskc takes from the PRF URI,
+#: ``...#hmac-sha256``; none given means HMAC-SHA1), and their digest sizes in bytes: the work of a
+#: derivation is IterationCount times ceil(KeyLength / digest size) HMAC blocks.
+PBKDF2_PRF_DIGEST_BYTES: Mapping[str, int] = {
+    name: hashlib.new(name).digest_size for name in ("sha1", "sha224", "sha256", "sha384", "sha512")
+}
+_PBKDF2_DEFAULT_PRF = "sha1"
+_PRF_RE = re.compile(r"^(.*#)?hmac-(?P<hash>[a-z0-9-]+)$")
 
 #: PSKC algorithm URIs (compared lower-case). RFC 6030 §10.1 registers the hotp one; the totp one comes
 #: from the PSKC algorithm-profiles draft (what Feitian files use); the ``#`` forms and the bare names are
@@ -165,6 +215,178 @@ def _document(data: bytes, name: str) -> bytes:
     except UnicodeDecodeError as exc:
         fail(name, f"line {_line_of(body, exc.start)}", "the file is not valid UTF-8")
     return body
+
+
+#: Elements whose own text python-pskc reads as an integer (``findint``).
+_INT_ELEMENTS = frozenset({"IterationCount", "PBEIterationCount", "KeyLength", "NumberOfTransactions"})
+#: Data fields holding an integer in a PlainValue or Value child (RFC 6030 §4.3.4), and the pre-RFC
+#: ``<Data Name="...">`` spellings python-pskc maps to them.
+_INT_DATA_FIELDS = frozenset({"Counter", "Time", "TimeInterval", "TimeDrift"})
+_LEGACY_INT_DATA_NAMES: Mapping[str, str] = {"counter": "Counter", "time": "Time", "time_interval": "TimeInterval"}
+#: The elements of an integer Data field that hold its value, and the most characters each may have: a
+#: PlainValue is the number; a CipherValue, or a pre-RFC ``<Value>`` (plain or encrypted), may be base64.
+_INT_VALUE_LIMITS: Mapping[str, int] = {
+    "PlainValue": MAX_INT_DIGITS,
+    "Value": MAX_INT_CIPHER_CHARS,
+    "CipherValue": MAX_INT_CIPHER_CHARS,
+}
+#: Attributes python-pskc reads as integers (``getint``), on the elements that carry them.
+_INT_ATTRIBUTES: Mapping[str, frozenset[str]] = {
+    "ResponseFormat": frozenset({"Length", "length"}),
+    "ChallengeFormat": frozenset({"Min", "min", "Max", "max"}),
+    "PINPolicy": frozenset({"MaxFailedAttempts", "MinLength", "MaxLength"}),
+}
+_LENGTH_ATTRIBUTES = frozenset({"Length", "length"})
+
+
+def _local_name(tag: str) -> str:
+    return tag.rpartition(":")[2]
+
+
+def _significant(text: str) -> int:
+    """How many characters of ``text`` are not whitespace (what ``int()`` and python-pskc would read)."""
+    return len(text) - sum(text.count(c) for c in " \t\r\n")
+
+
+class _PreScan:
+    """Expat callbacks that bound a document before any parser builds a tree of it.
+
+    Keeps one small frame per open element (the depth is bounded, so is the
+    stack) and counts the characters of integer fields without storing them.
+    """
+
+    __slots__ = ("_name", "_parser", "_elements", "_stack", "_chars")
+
+    def __init__(self, name: str, parser: Any) -> None:
+        self._name = name
+        self._parser = parser
+        self._elements = 0
+        #: Per open element: the integer Data field it is in (if any), and the integer field its own text
+        #: holds with that text's limit in characters (if it holds one).
+        self._stack: list[tuple[str | None, str | None, int]] = []
+        self._chars = 0
+
+    def _fail(self, problem: str) -> NoReturn:
+        fail(self._name, f"line {self._parser.CurrentLineNumber}", problem)
+
+    def start(self, tag: str, attributes: dict[str, str]) -> None:
+        self._elements += 1
+        if self._elements > MAX_XML_ELEMENTS:
+            self._fail(f"the document has more than {MAX_XML_ELEMENTS} elements; split the file")
+        if len(self._stack) >= MAX_XML_DEPTH:
+            self._fail(f"elements are nested more than {MAX_XML_DEPTH} deep (a PSKC document needs fewer than 10)")
+        local = _local_name(tag)
+        if not self._stack:
+            self._check_root(tag, local, attributes)
+        field = self._stack[-1][0] if self._stack else None
+        if local in _INT_DATA_FIELDS:
+            field = local
+        elif local == "Data" and "Name" in attributes:
+            field = _LEGACY_INT_DATA_NAMES.get(attributes["Name"].strip().lower(), field)
+        text_field: str | None = None
+        limit = 0
+        if local in _INT_ELEMENTS:
+            text_field, limit = local, MAX_INT_DIGITS
+        elif field is not None and local in _INT_VALUE_LIMITS:
+            text_field, limit = field, _INT_VALUE_LIMITS[local]
+        names = _INT_ATTRIBUTES.get(local)
+        if names:
+            self._check_int_attributes(local, names, attributes)
+        self._stack.append((field, text_field, limit))
+        self._chars = 0
+
+    def _check_root(self, tag: str, local: str, attributes: dict[str, str]) -> None:
+        prefix = tag.rpartition(":")[0]
+        namespace = attributes.get(f"xmlns:{prefix}" if prefix else "xmlns")
+        if prefix and namespace is None:
+            self._fail(f"the root element <{quote(tag)[1:-1]}> uses the prefix {quote(prefix)}, which is not bound "
+                       "to a namespace")
+        if namespace and namespace not in PSKC_NAMESPACES:
+            self._fail(f"not a PSKC file: the root element <{quote(local)[1:-1]}> is in the XML namespace "
+                       f"{quote(namespace)}, not PSKC's (urn:ietf:params:xml:ns:keyprov:pskc)")
+
+    def _check_int_attributes(self, local: str, names: frozenset[str], attributes: dict[str, str]) -> None:
+        for attribute in sorted(names & attributes.keys()):
+            value = attributes[attribute]
+            if _significant(value) > MAX_INT_DIGITS:
+                self._fail(f"{local} {attribute} is longer than {MAX_INT_DIGITS} characters; it must be a small "
+                           "whole number")
+            if local == "ResponseFormat" and attribute in _LENGTH_ATTRIBUTES:
+                text = value.strip()
+                if not text:
+                    self._fail(f"ResponseFormat {attribute} is empty; give the number of digits of a code (6 to 10)")
+                with contextlib.suppress(ValueError):
+                    if int(text) == 0:
+                        self._fail(f"ResponseFormat {attribute} is 0; give the number of digits of a code "
+                                   "(6 to 10)")
+
+    def end(self, tag: str) -> None:
+        self._stack.pop()
+        self._chars = 0
+
+    def text(self, data: str) -> None:
+        if not self._stack:
+            return
+        _, field, limit = self._stack[-1]
+        if field is None:
+            return
+        self._chars += _significant(data)
+        if self._chars > limit:
+            self._fail(f"{field} is longer than {limit} characters; it must be a whole number that fits 64 bits")
+
+    def declaration(self, *args: object) -> NoReturn:
+        self._fail("XML entity declarations are not accepted (the file has a DOCTYPE or ENTITY declaration)")
+
+
+def _prescan(body: bytes, name: str) -> None:
+    """Bound the document before any parser builds a tree of it (see :class:`_PreScan`).
+
+    Expat streams the bytes with no DTD, no entity expansion and no tree; its
+    tag stack lives on the heap, so depth cannot crash it. A document expat
+    finds malformed is refused here with the parser's position.
+    """
+    parser = expat.ParserCreate()
+    parser.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    scan = _PreScan(name, parser)
+    parser.buffer_text = True
+    parser.StartElementHandler = scan.start
+    parser.EndElementHandler = scan.end
+    parser.CharacterDataHandler = scan.text
+    parser.StartDoctypeDeclHandler = scan.declaration
+    parser.EntityDeclHandler = scan.declaration
+    try:
+        parser.Parse(body, True)
+    except expat.ExpatError as exc:
+        _malformed(body, name, exc, parser.ErrorByteIndex)
+
+
+def _malformed(body: bytes, name: str, exc: expat.ExpatError, index: int) -> NoReturn:
+    """Refuse a document expat found malformed, in libxml2's words where lxml is there to give them.
+
+    lxml sees only what expat accepted (within every limit) up to the end of
+    the markup where expat stopped, so this too parses a bounded document.
+    """
+    line, column = exc.lineno, exc.offset + 1
+    detail = expat.errors.messages.get(exc.code, "") if exc.code else ""
+    end = body.find(b">", max(index, 0))
+    prefix = body if end < 0 else body[: end + 1]
+    etree: Any
+    try:
+        from lxml import etree
+    except ImportError:  # python-pskc falls back to xml.etree: expat's words are the parser's
+        etree = None
+    if etree is not None:
+        parser = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+        try:
+            etree.fromstring(prefix, parser)
+        except etree.XMLSyntaxError as error:
+            position = getattr(error, "position", None)
+            if isinstance(position, tuple) and len(position) == 2:
+                line, column = position
+            detail = re.sub(r",? line \d+, column \d+$", "", str(getattr(error, "msg", "") or "")) or detail
+        except Exception:  # noqa: BLE001 - any other failure of the reporter: expat's words stand
+            pass
+    fail(name, f"line {line}, column {column}", "malformed XML" + (f" ({detail[: 2 * QUOTE_MAX]})" if detail else ""))
 
 
 def _root_name(body: bytes) -> str | None:
@@ -309,6 +531,49 @@ def _check_protection(container: pskc.PSKC, keys: list[tuple[str, Any]], name: s
                  "which vtoken cannot import")
 
 
+def _check_pbkdf2(container: pskc.PSKC, name: str) -> None:
+    """Refuse a key derivation whose work exceeds :data:`MAX_PBKDF2_WORK`, before any of it is done.
+
+    PBKDF2 costs IterationCount HMAC computations per hash block of the derived
+    key (ceil(KeyLength / digest size)), all paid before the password or a MAC
+    can be checked; KeyLength must also be a length the file's cipher uses.
+    """
+    encryption = container.encryption
+    derivation = encryption.derivation
+    iterations, key_length = derivation.pbkdf2_iterations, derivation.pbkdf2_key_length
+    if iterations is not None:
+        if iterations < 1:
+            fail(name, None, f"PBKDF2 iteration count {iterations} must be at least 1")
+        if iterations > MAX_PBKDF2_ITERATIONS:
+            fail(name, None, f"PBKDF2 iteration count {iterations} exceeds the limit of {MAX_PBKDF2_ITERATIONS}")
+    prf_uri = derivation.pbkdf2_prf
+    prf = _PBKDF2_DEFAULT_PRF
+    if prf_uri:
+        match = _PRF_RE.search(prf_uri)
+        prf = match.group("hash") if match else ""
+    digest_bytes = PBKDF2_PRF_DIGEST_BYTES.get(prf)
+    if digest_bytes is None:
+        fail(name, None, f"PBKDF2 pseudo-random function {quote(prf_uri)} is not supported; use HMAC-SHA1, "
+                         "HMAC-SHA224, HMAC-SHA256, HMAC-SHA384 or HMAC-SHA512")
+    if key_length is not None:
+        if not 1 <= key_length <= MAX_PBKDF2_KEY_BYTES:
+            fail(name, None, f"PBKDF2 KeyLength {key_length} is not a key length any PSKC cipher uses "
+                             f"(at most {MAX_PBKDF2_KEY_BYTES} bytes)")
+        try:
+            lengths: list[int] = list(algorithm_key_lengths(encryption.algorithm))
+        except DecryptionError:
+            lengths = []  # no or an unknown cipher: refused with its own message when decrypting
+        if lengths and key_length not in lengths:
+            fail(name, None, f"PBKDF2 KeyLength {key_length} does not fit the encryption method "
+                             f"({(encryption.algorithm or '').rsplit('#', 1)[-1]} takes "
+                             f"{' or '.join(map(str, lengths))}-byte keys)")
+    if iterations is not None and key_length is not None:
+        work = iterations * -(-key_length // digest_bytes)
+        if work > MAX_PBKDF2_WORK:
+            fail(name, None, f"PBKDF2 work of {iterations} iterations x {-(-key_length // digest_bytes)} block(s) "
+                             f"({work}) exceeds the limit of {MAX_PBKDF2_WORK} block-iterations")
+
+
 def _setup_decryption(container: pskc.PSKC, name: str, psk: bytes | None, password: str | None) -> None:
     encryption = container.encryption
     derivation = encryption.derivation
@@ -320,9 +585,7 @@ def _setup_decryption(container: pskc.PSKC, name: str, psk: bytes | None, passwo
             fail(name, None, "the password must be a non-empty string")
         if derivation.algorithm is None:
             fail(name, None, "a password was given but the file is not password-protected (no KeyDerivation)")
-        iterations = derivation.pbkdf2_iterations
-        if iterations is not None and iterations > MAX_PBKDF2_ITERATIONS:
-            fail(name, None, f"PBKDF2 iteration count {iterations} exceeds the limit of {MAX_PBKDF2_ITERATIONS}")
+        _check_pbkdf2(container, name)
         try:
             encryption.derive_key(password)
         except (KeyDerivationError, ValueError, TypeError) as exc:
@@ -425,7 +688,8 @@ def _check_policy(key: Any, name: str, where: str, now_ns: int | None) -> None:
     if policy.unknown_policy_elements:
         fail(name, where, "the key's Policy has elements vtoken does not understand (RFC 6030 §5: do not use it)")
     if policy.key_usage and "OTP" not in policy.key_usage:
-        fail(name, where, f"the key's Policy does not allow OTP use (KeyUsage {', '.join(policy.key_usage)})")
+        usages = ", ".join(quote(usage) if isinstance(usage, str) else "(empty)" for usage in policy.key_usage)
+        fail(name, where, f"the key's Policy does not allow OTP use (KeyUsage {usages})")
     mode = getattr(policy, "pin_usage", None)
     if isinstance(mode, str) and mode.strip().lower() not in _LOCAL_PIN_MODES:
         fail(name, where, f"the key's PINPolicy (PINUsageMode {quote(mode)}) needs the server to check a PIN, "
@@ -525,6 +789,7 @@ def read_pskc_data(
     reading = Reading()
     with _quiet_ciphers():
         body = _document(data, name)
+        _prescan(body, name)
         container = _verify_signature(_parse(body, name), name, certificate, ignore_signature, reading.notes)
         keys = _keys(container)
         if not keys:

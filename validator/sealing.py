@@ -69,6 +69,11 @@ _FORBIDDEN_KEY_FILE_BITS = 0o077
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 #: A key file is a line of hex; anything much bigger is not a key file.
 MAX_KEY_FILE_BYTES = 4096
+#: How :func:`load_key_file` opens a key file: never blocking (a FIFO with no writer would block the
+#: open forever), never becoming the controlling terminal, not inherited by child processes.
+_KEY_FILE_OPEN_FLAGS = (
+    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+)
 #: Largest seed :func:`seal` accepts (HMAC keys longer than a block are hashed anyway).
 MAX_SEED_BYTES = 1024
 
@@ -309,11 +314,15 @@ def load_key_file(path: str | os.PathLike[str]) -> MasterKey:
     """Read a master key file (hex or base64); refuse it if group or others may read or write it.
 
     Like ssh with private keys: a key file whose mode has any of the 0o077
-    bits is refused with :class:`MasterKeyError` (run ``chmod 600``).
+    bits is refused with :class:`MasterKeyError` (run ``chmod 600``). The file
+    is opened without blocking and must be a regular file (checked on the
+    open descriptor, before any read): a FIFO, device or directory in its
+    place is refused at once instead of blocking ``check`` forever. At most
+    :data:`MAX_KEY_FILE_BYTES` + 1 bytes are read.
     """
     target = Path(path)
     try:
-        fd = os.open(target, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        fd = os.open(target, _KEY_FILE_OPEN_FLAGS)
     except FileNotFoundError:
         raise MasterKeyError(f"key file {target} does not exist (create one with 'vtoken validator init')") from None
     except OSError as exc:
@@ -331,14 +340,21 @@ def load_key_file(path: str | os.PathLike[str]) -> MasterKey:
         if info.st_size > MAX_KEY_FILE_BYTES:
             raise MasterKeyError(f"key file {target} is {info.st_size} bytes; a key file is one line of hex")
         chunks = []
-        while True:
-            chunk = os.read(fd, MAX_KEY_FILE_BYTES + 1)
+        size = 0
+        while size <= MAX_KEY_FILE_BYTES:  # bounded even if the file grows while it is read
+            chunk = os.read(fd, MAX_KEY_FILE_BYTES + 1 - size)
             if not chunk:
                 break
             chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise MasterKeyError(f"cannot read key file {target}: {exc.strerror}") from None
     finally:
         os.close(fd)
     raw = b"".join(chunks)
+    if len(raw) > MAX_KEY_FILE_BYTES:
+        raise MasterKeyError(f"key file {target} is larger than {MAX_KEY_FILE_BYTES} bytes; a key file is one line "
+                             "of hex")
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:

@@ -36,6 +36,7 @@ from validator.records import HistoryEntry, SealedSeed, TokenParams, TokenRecord
 from validator.sealing import Keyring, MasterKey, seal, unseal
 from vtoken.errors import (
     ConcurrentUpdateError,
+    CorruptStateError,
     DuplicateTokenError,
     InvalidInputError,
     InvalidSerialError,
@@ -55,7 +56,9 @@ __all__ = [
     "SQLiteStore",
     "StoreTransaction",
     "TokenStore",
+    "check_token_row",
     "describe_db",
+    "record_row",
     "is_postgres_url",
 ]
 
@@ -448,6 +451,9 @@ def _check_float(name: str, value: object, serial: str, *, non_negative: bool = 
 
 _STATE_INTS = ("drift_offset_ns", "drift_rate_ppb", "failures", "resync_failures", "not_before_ns",
                "pending_until_ns", "pending_at_ns", "version")
+#: State integers that count something and are never negative (a negative failure count would give a
+#: token extra tries before its lockout).
+_STATE_COUNTS = frozenset({"failures", "resync_failures", "version"})
 _STATE_OPTIONAL_INTS = ("last_step", "drift_anchor_ns", "last_used_ns", "pending_step")
 _STATE_FLOATS = ("drift_var_offset", "drift_cov", "drift_var_rate")
 
@@ -463,6 +469,8 @@ def check_state(record: TokenRecord) -> None:
         v = values[name]
         if type(v) is not int or not INT64_MIN <= v <= INT64_MAX:
             _check_int(name, v, serial)
+        if v < 0 and name in _STATE_COUNTS:
+            raise InvalidInputError(f"token {serial}: {name} = {v} must not be negative")
     for name in _STATE_OPTIONAL_INTS:
         v = values[name]
         if v is not None and (type(v) is not int or not INT64_MIN <= v <= INT64_MAX):
@@ -539,6 +547,142 @@ def _state_values(record: TokenRecord) -> tuple[object, ...]:
     )
 
 
+# --- what a stored token row may hold, checked on every read (every store) --------------------------
+
+#: The columns of a token row as every store reads it: the serial, then :data:`_TOKEN_COLUMNS`.
+_ROW_COLUMNS: tuple[str, ...] = ("serial", *_TOKEN_COLUMNS)
+_ROW_INDEX = {name: index for index, name in enumerate(_ROW_COLUMNS)}
+#: Integer columns and their allowed ranges (the schema's CHECK constraints, and the state rules of
+#: :func:`check_state`): a value outside them is damage, not something to act on.
+_ROW_INT_RANGES: dict[str, tuple[int, int]] = {
+    "digits": (6, 10),
+    "period": (1, INT64_MAX),
+    "t0": (0, INT64_MAX),
+    "counter": (0, INT64_MAX),
+    "drift_steps": (INT64_MIN, INT64_MAX),
+    "drift_offset_ns": (INT64_MIN, INT64_MAX),
+    "drift_rate_ppb": (INT64_MIN, INT64_MAX),
+    "failures": (0, INT64_MAX),
+    "resync_failures": (0, INT64_MAX),
+    "not_before_ns": (INT64_MIN, INT64_MAX),
+    "pending_until_ns": (INT64_MIN, INT64_MAX),
+    "pending_at_ns": (INT64_MIN, INT64_MAX),
+    "version": (0, INT64_MAX),
+}
+_ROW_INTS = tuple((_ROW_INDEX[name], name, lo, hi) for name, (lo, hi) in _ROW_INT_RANGES.items())
+_ROW_OPTIONAL_INTS = tuple((_ROW_INDEX[name], name) for name in _STATE_OPTIONAL_INTS)
+#: 0/1 columns (SQLite and PostgreSQL give 0 or 1, the memory store a bool).
+_ROW_FLAGS = tuple((_ROW_INDEX[name], name) for name in ("has_check_digit", "registered", "locked"))
+#: Float columns, and whether each must not be negative (variances).
+_ROW_FLOATS = tuple((_ROW_INDEX[name], name, name != "drift_cov") for name in _STATE_FLOATS)
+_ROW_BLOBS = tuple((_ROW_INDEX[name], name) for name in ("seed_nonce", "seed_ciphertext"))
+_ROW_CHOICES = (
+    (_ROW_INDEX["kind"], "kind", frozenset(k.value for k in TokenKind)),
+    (_ROW_INDEX["algorithm"], "algorithm", frozenset(a.value for a in Algorithm)),
+)
+_ROW_TEXTS = tuple((_ROW_INDEX[name], name) for name in ("seed_key_id", "lock_reason"))
+#: Longest piece of a stored text value quoted in a message (never a seed column's).
+_ROW_QUOTE_MAX = 40
+
+
+def _corrupt(serial: object, column: str, problem: str) -> CorruptStateError:
+    who = f"token {serial}" if isinstance(serial, str) and serial else "a token row"
+    return CorruptStateError(
+        f"{who}: the stored {column} {problem}; the row is damaged (restore it from a backup, or correct the "
+        "column by hand)"
+    )
+
+
+def _kind_of_value(value: object) -> str:
+    """What sort of value ``value`` is, for a message (never the value: it may be a seed column's)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "binary data"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a floating-point number"
+    return f"a {type(value).__name__} value"
+
+
+def check_token_row(row: Sequence[object]) -> None:
+    """Refuse a token row read from a store unless every column holds what the schema allows.
+
+    ``row`` is the serial then the :data:`_TOKEN_COLUMNS` values, as SQLite and
+    PostgreSQL return them and as the memory store lays out a record. A
+    damaged row (text in the seed column, a negative failure count, a float
+    where an integer belongs, an unknown kind) raises
+    :class:`~vtoken.errors.CorruptStateError` naming the serial and the column,
+    instead of a ``TypeError`` from deep in the validator or a token that
+    quietly gets extra tries. Every store runs this on every read. Messages
+    never show a seed column's value.
+    """
+    serial = row[0]
+    if type(serial) is not str or not serial:
+        raise _corrupt(None, "serial", f"is {_kind_of_value(serial)}, not a serial number")
+    for index, name, lo, hi in _ROW_INTS:
+        value = row[index]
+        if type(value) is not int or not lo <= value <= hi:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _corrupt(serial, name, f"is {_kind_of_value(value)} where an integer belongs")
+            raise _corrupt(serial, name, f"is {value}, outside {lo} to {hi}")
+    for index, name in _ROW_OPTIONAL_INTS:
+        value = row[index]
+        if value is not None and (type(value) is not int or not INT64_MIN <= value <= INT64_MAX):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise _corrupt(serial, name, f"is {_kind_of_value(value)} where an integer or NULL belongs")
+            raise _corrupt(serial, name, f"is {value}, outside the signed 64-bit range")
+    for index, name in _ROW_FLAGS:
+        value = row[index]
+        if value is not True and value is not False and (type(value) is not int or value not in (0, 1)):
+            raise _corrupt(serial, name, f"is {_kind_of_value(value) if type(value) is not int else value}, not 0 or 1")
+    for index, name, non_negative in _ROW_FLOATS:
+        value = row[index]
+        if type(value) is not float or not math.isfinite(value) or (non_negative and value < 0):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise _corrupt(serial, name, f"is {_kind_of_value(value)} where a number belongs")
+            if not math.isfinite(value) or (non_negative and value < 0):
+                raise _corrupt(serial, name, f"is {value!r}, not a finite{' non-negative' if non_negative else ''} "
+                                             "number")
+    for index, name in _ROW_BLOBS:
+        value = row[index]
+        if type(value) is not bytes and not isinstance(value, (bytes, bytearray, memoryview)):
+            raise _corrupt(serial, name, f"is {_kind_of_value(value)} where binary data belongs")
+    for index, name, allowed in _ROW_CHOICES:
+        value = row[index]
+        if not isinstance(value, str) or value not in allowed:
+            shown = repr(value[:_ROW_QUOTE_MAX]) if isinstance(value, str) else _kind_of_value(value)
+            raise _corrupt(serial, name, f"is {shown}, not one of {', '.join(sorted(allowed))}")
+    for index, name in _ROW_TEXTS:
+        value = row[index]
+        if not isinstance(value, str):
+            raise _corrupt(serial, name, f"is {_kind_of_value(value)} where text belongs")
+    if not row[_ROW_INDEX["seed_key_id"]]:
+        raise _corrupt(serial, "seed_key_id", "is empty")
+
+
+def record_row(record: TokenRecord) -> tuple[object, ...]:
+    """``record``'s values, unconverted, in the order of a stored row (:data:`_ROW_COLUMNS`).
+
+    For a store that keeps records rather than rows (memory), so that
+    :func:`check_token_row` sees what it holds exactly as it is.
+    """
+    params, sealed = record.params, record.sealed
+    return (
+        params.serial, params.kind, params.algorithm, params.digits, params.period, params.t0, params.counter,
+        params.drift_steps, params.has_check_digit, sealed.key_id, sealed.nonce, sealed.ciphertext,
+        record.registered, record.last_step, record.drift_anchor_ns, record.drift_offset_ns, record.drift_rate_ppb,
+        record.drift_var_offset, record.drift_cov, record.drift_var_rate, record.last_used_ns, record.failures,
+        record.resync_failures, record.locked, record.lock_reason, record.not_before_ns, record.pending_step,
+        record.pending_until_ns, record.pending_at_ns, record.version,
+    )
+
+
 #: Parsed parameters and sealed seeds kept per store, keyed by their raw column values (they rarely change).
 _PARAMS_CACHE_SIZE = 65_536
 _PARAMS_COLUMNS = 12  # serial .. seed_ciphertext
@@ -551,6 +695,7 @@ def _row_to_record(row: Sequence[object], cache: dict[tuple[object, ...], tuple[
      drift_cov, drift_var_rate, last_used_ns,
      failures, resync_failures, locked, lock_reason, not_before_ns, pending_step, pending_until_ns,
      pending_at_ns, version) = row
+    check_token_row(row)
     key = tuple(row[:_PARAMS_COLUMNS])
     cached = cache.get(key) if cache is not None else None
     if cached is not None:
@@ -1073,11 +1218,12 @@ class SQLiteStore(TokenStore):
         count = 0
         with self.transaction() as tx:
             with _sqlite_errors("reading sealed seeds"):
-                rows = conn.execute("SELECT serial, seed_key_id, seed_nonce, seed_ciphertext FROM tokens").fetchall()
-            old_ids = sorted({str(row[1]) for row in rows})
-            for serial, key_id, nonce, ciphertext in rows:
-                sealed = SealedSeed(key_id=str(key_id), nonce=bytes(nonce), ciphertext=bytes(ciphertext))
-                fresh = seal(new_key, serial, unseal(keyring, serial, sealed))
+                rows = conn.execute(_SELECT_TOKEN).fetchall()
+            records = [_row_to_record(row) for row in rows]  # every row checked before any is re-sealed
+            old_ids = sorted({record.sealed.key_id for record in records})
+            for record in records:
+                serial = record.serial
+                fresh = seal(new_key, serial, unseal(keyring, serial, record.sealed))
                 with _sqlite_errors(f"re-sealing token {serial}"):
                     conn.execute(
                         "UPDATE tokens SET seed_key_id = ?, seed_nonce = ?, seed_ciphertext = ?, "
