@@ -10,6 +10,15 @@ import dataclasses
 import enum
 from typing import Any
 
+from vtoken.errors import StorageError
+
+
+def _check_count(owner: object, field: str) -> None:
+    """A stored counter of wrong guesses must be a non-negative int: a negative one would give extra tries."""
+    value = getattr(owner, field)
+    if type(value) is not int or value < 0:
+        raise StorageError(f"{type(owner).__name__}.{field} must be a non-negative integer, not {value!r}")
+
 
 class Product(str, enum.Enum):
     """What can be bought."""
@@ -92,6 +101,15 @@ class Account:
     profile_confirmed: bool = False
     phone: str = ""
     phone_verified: bool = False
+    #: Wrong phone codes in a row, over every code sent to this account (any purpose); a right code resets it.
+    phone_otp_failures: int = 0
+    #: Phone OTP refused for this account until an administrator unlocks it (as the validator locks a token).
+    phone_otp_locked: bool = False
+    phone_otp_lock_reason: str = ""
+    phone_otp_locked_ns: int | None = None
+
+    def __post_init__(self) -> None:
+        _check_count(self, "phone_otp_failures")
 
 
 @dataclasses.dataclass
@@ -144,8 +162,11 @@ class Credential:
     registered_ns: int | None = None
     lost_ns: int | None = None
     replaced_by: str = ""
-    #: Wrong activation codes typed since the last video session.
+    #: Wrong activation codes typed since the last code was issued (a new code revokes every earlier one).
     activation_failures: int = 0
+
+    def __post_init__(self) -> None:
+        _check_count(self, "activation_failures")
 
 
 @dataclasses.dataclass
@@ -162,15 +183,34 @@ class ProofingCase:
     reason: str = ""
 
 
+class CodeRevocation(str, enum.Enum):
+    """Why an unused activation code no longer works."""
+
+    #: A later video session issued a newer code: only the newest code of a credential is ever live.
+    SUPERSEDED = "superseded"
+    #: Too many wrong codes: the credential needs a new video session (and gets a new code).
+    LOCKOUT = "lockout"
+    #: Stored as an unkeyed hash before schema 2; the migration erased the hash and revoked the code.
+    LEGACY_HASH = "legacy-hash"
+
+
 @dataclasses.dataclass
 class ActivationCode:
-    """The code a video agent gives after proofing: single use, expiring."""
+    """The code a video agent gives after proofing: single use, expiring, revoked by the next one.
+
+    ``code_hash`` is HMAC-SHA256 under a pepper derived from master key ``key_id`` (which the
+    database does not hold), so a copy of the database cannot confirm a guessed code.
+    """
 
     code_hash: str
     credential_id: str
     issued_ns: int
     expires_ns: int
     used_ns: int | None = None
+    #: The master key whose derived pepper keyed ``code_hash``; "" for a code from before schema 2.
+    key_id: str = ""
+    revoked: CodeRevocation | None = None
+    revoked_ns: int | None = None
 
 
 @dataclasses.dataclass
@@ -187,6 +227,9 @@ class PhoneOtp:
     purpose: str
     used_ns: int | None = None
     attempts: int = 0
+
+    def __post_init__(self) -> None:
+        _check_count(self, "attempts")
 
 
 @dataclasses.dataclass

@@ -12,13 +12,19 @@ Rules enforced here (each has a test):
 - Proofing: users in the United States may take instant knowledge-based proofing or
   book a live video session; users elsewhere must take video. Failing instant
   proofing leaves video open. After video proofing the agent gives an activation
-  code (single use, expiring) which the user enters to activate.
+  code (single use, expiring) which the user enters to activate. Issuing a code
+  revokes every earlier code of the credential, and the wrong code that uses up the
+  guesses revokes the live one, so a new session never revives an old code. Codes are
+  stored as HMAC-SHA256 under a pepper derived (HKDF) from the validator's master
+  key, which the database does not hold.
 - Registration: the serial from the back of the token and two consecutive codes,
   checked by the validator; the serial must be the token shipped for the order.
 - The subscription runs one year from activation.
 - Phone OTP by SMS or voice through a pluggable sender: codes expire, are single
-  use, and sending is rate-limited. Each application accepts either the hardware
-  token only, or any OTP.
+  use, and sending is rate-limited. Wrong codes in a row are counted per account,
+  over every code sent; at the limit phone OTP is locked for the account until an
+  administrator unlocks it. Each application accepts either the hardware token only,
+  or any OTP.
 - A lost token is disabled at once. While it is replaced, phone OTP keeps working
   where applications accept it. A lost token that needed proofing is replaced
   without proofing again if the user has just authenticated by phone OTP.
@@ -34,7 +40,10 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from portal.licensekey import PAYLOAD_BYTES, format_key, normalize_key
 from portal.messaging import Message, Sender
@@ -44,6 +53,7 @@ from portal.records import (
     ActivationCode,
     Application,
     AppPolicy,
+    CodeRevocation,
     Credential,
     CredentialState,
     LicenseKey,
@@ -57,9 +67,10 @@ from portal.records import (
     ProofingState,
 )
 from portal.store import PortalStore
+from validator.sealing import SecretBytes
 from validator.service import Reason, Validator
 from vtoken.clock import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND, Clock
-from vtoken.errors import InvalidSerialError, PortalError
+from vtoken.errors import InvalidSerialError, MasterKeyError, PortalError
 from vtoken.serialno import has_valid_check_digit, normalize
 
 FIRST_ORDER_NUMBER = 12345
@@ -71,9 +82,25 @@ ACTIVATION_CODE_TTL_NS = 72 * NS_PER_HOUR
 ACTIVATION_CODE_DIGITS = 10
 #: Wrong activation codes allowed before a new video session is needed.
 MAX_ACTIVATION_FAILURES = 5
+#: HKDF-SHA256 ``info`` deriving the activation-code pepper from a master key. The pepper keys
+#: HMAC-SHA256(pepper, domain, credential id, code): the database holds neither, so a copy of it
+#: cannot confirm a guessed code. Changing this label revokes every live code.
+ACTIVATION_PEPPER_INFO = b"vtoken-portal-activation-code-pepper-v1"
+ACTIVATION_PEPPER_BYTES = 32
+#: First field of the HMAC'd message, so the pepper can key other purposes without crossing over.
+ACTIVATION_HASH_DOMAIN = b"activation"
 PHONE_OTP_DIGITS = 6
 PHONE_OTP_TTL_NS = 5 * 60 * NS_PER_SECOND
 PHONE_OTP_MAX_ATTEMPTS = 3
+#: Wrong phone codes in a row per account, over every code sent to it (any purpose), after which phone
+#: OTP is locked for the account until an administrator unlocks it. NIST SP 800-63B §5.2.2 allows at
+#: most 100 consecutive failures; at that ceiling an attacker's chance before the lock is at most
+#: 100 / 10**6 = 0.01 % for 6-digit codes (without it: 864 guesses a day, ≈ 27 % a year). A user who
+#: types a right code resets the count, so 100 in a row is no one's typing; a lower limit would only
+#: make it cheaper for a stranger who knows the account id to lock its phone OTP.
+PHONE_OTP_MAX_CONSECUTIVE_FAILURES = 100
+#: The lock reason the failure limit sets (an administrator lock gives its own).
+PHONE_OTP_FAILURES_LOCK_REASON = "too many wrong codes in a row"
 #: Rate limit: at most this many codes per phone in the window, and this long between two.
 PHONE_OTP_MAX_PER_WINDOW = 3
 PHONE_OTP_WINDOW_NS = 15 * 60 * NS_PER_SECOND
@@ -126,6 +153,7 @@ class PortalService:
         self.instant = instant or InstantProofingProvider()
         self.agent = agent or VideoAgent()
         self._random = random_bytes
+        self._peppers: dict[str, SecretBytes] = {}  # key id -> activation-code pepper (never in a repr)
 
     # --- helpers --------------------------------------------------------------------------
 
@@ -138,6 +166,27 @@ class PortalService:
     @staticmethod
     def _hash(purpose: str, ident: str, secret: str) -> str:
         return hashlib.sha256(f"{purpose}\0{ident}\0{secret}".encode()).hexdigest()
+
+    def _activation_pepper(self, key_id: str) -> SecretBytes:
+        """HKDF-SHA256 of master key ``key_id`` (current or older, from the validator's keyring)."""
+        pepper = self._peppers.get(key_id)
+        if pepper is None:
+            try:
+                key = self.validator.keyring.get(key_id)
+            except MasterKeyError:
+                raise MasterKeyError(
+                    f"an activation code was issued under master key {key_id!r}, which this portal was not "
+                    "given: load it as an older key, or have the user book a new video session"
+                ) from None
+            hkdf = HKDF(
+                algorithm=hashes.SHA256(), length=ACTIVATION_PEPPER_BYTES, salt=None, info=ACTIVATION_PEPPER_INFO
+            )
+            pepper = self._peppers[key_id] = SecretBytes(hkdf.derive(bytes.fromhex(key.to_hex())))
+        return pepper
+
+    def _activation_hash(self, key_id: str, credential_id: str, code: str) -> str:
+        message = b"\0".join((ACTIVATION_HASH_DOMAIN, credential_id.encode(), code.encode()))
+        return hmac.new(self._activation_pepper(key_id), message, hashlib.sha256).hexdigest()
 
     def _account(self, account_id: str) -> Account:
         account = self.store.get("account", account_id)
@@ -376,7 +425,7 @@ class PortalService:
         ):
             return credential
         if credential.state is CredentialState.AWAITING_ACTIVATION and not any(
-            a.used_ns is None and now < a.expires_ns for a in self.store.by_owner("activation", credential.id)
+            self._is_live(a, now) for a in self.store.by_owner("activation", credential.id)
         ):
             return credential
         return self._proofing_credential(account_id)
@@ -420,9 +469,12 @@ class PortalService:
             code = None
             if passed:
                 code = self._digits(ACTIVATION_CODE_DIGITS)
+                # only the newest code is ever live: resetting the failure count below revives nothing
+                self._revoke_activation_codes(credential.id, CodeRevocation.SUPERSEDED, now)
+                key_id = self.validator.keyring.current.key_id
                 self.store.put("activation", ActivationCode(
-                    code_hash=self._hash("activation", credential.id, code), credential_id=credential.id,
-                    issued_ns=now, expires_ns=now + ACTIVATION_CODE_TTL_NS,
+                    code_hash=self._activation_hash(key_id, credential.id, code), credential_id=credential.id,
+                    issued_ns=now, expires_ns=now + ACTIVATION_CODE_TTL_NS, key_id=key_id,
                 ), owner=credential.id)
                 credential.state, credential.proofing_method = CredentialState.AWAITING_ACTIVATION, ProofingMethod.VIDEO
                 credential.activation_failures = 0
@@ -433,7 +485,10 @@ class PortalService:
     # --- 4. activation -----------------------------------------------------------------------
 
     def activate(self, account_id: str, code: str) -> Credential:
-        """Enter the activation code the video agent gave (wrong guesses are counted and limited)."""
+        """Enter the activation code the video agent gave (wrong guesses are counted and limited).
+
+        Only the credential's newest code can activate it; an older (revoked) code counts as a wrong one.
+        """
         now = self._now()
         refusal: PortalError | None = None
         with self.store.transaction():
@@ -443,11 +498,17 @@ class PortalService:
                     "activation-attempts", "too many wrong activation codes: book a new video session with an agent"
                 )
             code = code.strip().replace(" ", "").replace("-", "")
-            record = self.store.get("activation", self._hash("activation", credential.id, code))
-            if record is None:
-                credential.activation_failures += 1  # committed below, before the refusal is raised
-                self.store.put("credential", credential, owner=account_id)
-                refusal = _refuse("activation-wrong", "this activation code is not right: check what the agent gave you")
+            codes = self.store.by_owner("activation", credential.id)
+            record = self._matching_activation(credential.id, codes, code, now)
+            if record is None and codes and codes[-1].revoked is CodeRevocation.LEGACY_HASH:
+                # nothing can match: the newest code's unkeyed hash was erased by the upgrade (schema 2)
+                raise _refuse(
+                    "activation-invalidated",
+                    "activation codes issued before the portal's security upgrade no longer work: "
+                    "book a new video session with an agent for a new code",
+                )
+            if record is None or record.revoked is not None:
+                refusal = self._activation_failure(credential, record, now)  # committed before it is raised
             else:
                 if record.used_ns is not None:
                     raise _refuse("activation-used", "this activation code has already been used")
@@ -466,6 +527,50 @@ class PortalService:
         if refusal is not None:
             raise refusal
         return credential
+
+    @staticmethod
+    def _is_live(record: ActivationCode, now: int) -> bool:
+        return record.used_ns is None and record.revoked is None and now < record.expires_ns
+
+    def _matching_activation(
+        self, credential_id: str, codes: Sequence[ActivationCode], code: str, now: int
+    ) -> ActivationCode | None:
+        """The record ``code`` opens, compared in constant time with every keyed code of the credential."""
+        if len(code) != ACTIVATION_CODE_DIGITS or not (code.isascii() and code.isdigit()):
+            return None  # cannot match: arbitrary input is never hashed
+        found = None
+        for record in codes:
+            if not record.key_id:
+                continue  # an unkeyed hash, erased by schema migration 2
+            if record.key_id not in self.validator.keyring and not self._is_live(record, now):
+                continue  # a dead code under a retired master key
+            if hmac.compare_digest(record.code_hash, self._activation_hash(record.key_id, credential_id, code)):
+                found = record
+        return found
+
+    def _revoke_activation_codes(self, credential_id: str, reason: CodeRevocation, now: int) -> None:
+        for record in self.store.by_owner("activation", credential_id):
+            if record.used_ns is None and record.revoked is None:
+                record.revoked, record.revoked_ns = reason, now
+                self.store.put("activation", record, owner=credential_id)
+
+    def _activation_failure(self, credential: Credential, record: ActivationCode | None, now: int) -> PortalError:
+        """Count a wrong (or revoked) code; the one that uses up the guesses revokes the live code too."""
+        credential.activation_failures += 1
+        if credential.activation_failures >= MAX_ACTIVATION_FAILURES:
+            self._revoke_activation_codes(credential.id, CodeRevocation.LOCKOUT, now)
+            self.store.log(
+                now, credential.account_id, "activation-locked",
+                f"{credential.id} after {credential.activation_failures} wrong codes",
+            )
+        self.store.put("credential", credential, owner=credential.account_id)
+        if record is None:
+            return _refuse("activation-wrong", "this activation code is not right: check what the agent gave you")
+        if record.revoked is CodeRevocation.SUPERSEDED:
+            why = "was replaced by the code from your latest video session"
+        else:
+            why = "was withdrawn after too many wrong codes"
+        return _refuse("activation-revoked", f"this activation code {why}: enter the newest code an agent gave you")
 
     # --- 5. registration ---------------------------------------------------------------------
 
@@ -511,6 +616,7 @@ class PortalService:
             raise _refuse("bad-phone", "give the phone number in international form, e.g. +14155550123")
         with self.store.transaction():
             account = self._account(account_id)
+            self._check_phone_otp_open(account)  # a new number is no way around the lock
             account.phone, account.phone_verified = phone, False
             self.store.put("account", account)
         self.send_phone_otp(account_id, channel, purpose="verify-phone")
@@ -524,6 +630,7 @@ class PortalService:
             account = self._account(account_id)
             if not account.phone:
                 raise _refuse("no-phone", "register a phone number first")
+            self._check_phone_otp_open(account)
             if purpose != "verify-phone" and not account.phone_verified:
                 raise _refuse("phone-not-verified", "verify your phone number first")
             recent = [o for o in self.store.by_owner("phone_otp", account.id) if o.phone == account.phone]
@@ -543,8 +650,23 @@ class PortalService:
         spoken = " ".join(code) if channel == "voice" else code
         self.sender.send(Message(channel, account.phone, "vtoken portal code", f"Your code is {spoken}", now))
 
-    def _use_phone_otp(self, account: Account, code: str, purpose: str, now: int) -> None:
-        """Check a phone code (constant time), single use; raise a refusal otherwise."""
+    @staticmethod
+    def _check_phone_otp_open(account: Account) -> None:
+        if account.phone_otp_locked:
+            raise _refuse(
+                "otp-locked",
+                f"phone codes are locked for this account ({account.phone_otp_lock_reason}): ask support to "
+                "unlock them; the hardware token still works",
+            )
+
+    def _use_phone_otp(self, account_id: str, code: str, purpose: str, now: int) -> Account:
+        """Check a phone code (constant time), single use; raise a refusal otherwise.
+
+        Runs inside the caller's transaction, which commits the counts even when this refuses. Every
+        wrong code counts towards the account's limit; the one that reaches it locks phone OTP.
+        """
+        account = self._account(account_id)  # read in this transaction: the count is per account
+        self._check_phone_otp_open(account)
         candidates = [o for o in self.store.by_owner("phone_otp", account.id) if o.purpose == purpose and o.phone == account.phone]
         if not candidates:
             raise _refuse("otp-none", "ask for a code first")
@@ -558,18 +680,62 @@ class PortalService:
         if not hmac.compare_digest(otp.code_hash, self._hash("phone", otp.id, code.strip())):
             otp.attempts += 1
             self.store.put("phone_otp", otp, owner=account.id)
+            account.phone_otp_failures += 1
+            locking = account.phone_otp_failures >= PHONE_OTP_MAX_CONSECUTIVE_FAILURES
+            if locking:
+                self._lock_phone_otp(account, PHONE_OTP_FAILURES_LOCK_REASON, now, by="the failure limit")
+            self.store.put("account", account)
+            if locking:
+                raise _refuse(
+                    "otp-locked",
+                    f"wrong code; after {account.phone_otp_failures} wrong codes in a row phone codes are locked "
+                    "for this account: ask support to unlock them; the hardware token still works",
+                )
             raise _refuse("otp-wrong", "wrong code")
         otp.used_ns = now
         self.store.put("phone_otp", otp, owner=account.id)
+        if account.phone_otp_failures:
+            account.phone_otp_failures = 0
+            self.store.put("account", account)
+        return account
+
+    def _lock_phone_otp(self, account: Account, reason: str, now: int, *, by: str) -> None:
+        account.phone_otp_locked, account.phone_otp_lock_reason, account.phone_otp_locked_ns = True, reason, now
+        self.store.log(
+            now, account.id, "phone-otp-locked", f"{reason} (by {by}; {account.phone_otp_failures} wrong in a row)"
+        )
+
+    def lock_phone_otp(self, account_id: str, reason: str, *, by: str = "administrator") -> Account:
+        """Administrator lock (a SIM swap reported, say): phone OTP is refused until :meth:`unlock_phone_otp`."""
+        reason = " ".join(reason.split())
+        if not reason:
+            raise _refuse("lock-reason-missing", "say why phone OTP is being locked")
+        now = self._now()
+        with self.store.transaction():
+            account = self._account(account_id)
+            self._lock_phone_otp(account, reason, now, by=by)
+            self.store.put("account", account)
+        return account
+
+    def unlock_phone_otp(self, account_id: str, *, by: str = "administrator") -> Account:
+        """Administrator unlock, once the user is checked out of band: clears the lock and the failure count."""
+        now = self._now()
+        with self.store.transaction():
+            account = self._account(account_id)
+            was = account.phone_otp_lock_reason if account.phone_otp_locked else "not locked"
+            account.phone_otp_locked, account.phone_otp_lock_reason, account.phone_otp_locked_ns = False, "", None
+            account.phone_otp_failures = 0
+            self.store.put("account", account)
+            self.store.log(now, account.id, "phone-otp-unlocked", f"by {by} (was: {was})")
+        return account
 
     def verify_phone(self, account_id: str, code: str) -> Account:
         """Confirm the phone number with the code sent to it."""
         now = self._now()
         refusal: PortalError | None = None
         with self.store.transaction():
-            account = self._account(account_id)
             try:
-                self._use_phone_otp(account, code, "verify-phone", now)
+                account = self._use_phone_otp(account_id, code, "verify-phone", now)
             except PortalError as exc:
                 refusal = exc  # the attempt counter must be committed, so raise after the transaction
             else:
@@ -618,7 +784,7 @@ class PortalService:
             refusal: PortalError | None = None
             with self.store.transaction():
                 try:
-                    self._use_phone_otp(account, code, "sign-in", now)
+                    self._use_phone_otp(account.id, code, "sign-in", now)
                 except PortalError as exc:
                     refusal = exc
             if refusal is not None:

@@ -1,9 +1,11 @@
 """The portal's tables, kept in the validator's SQLite database file.
 
 Entities are stored as JSON documents keyed by kind and id, with a few
-indexed fields for look-ups; the schema is versioned in its own
-``portal_migrations`` table. Every service operation runs in one
-``BEGIN IMMEDIATE`` transaction, so two portal processes never interleave.
+indexed fields for look-ups. The schema version is the ``schema_version`` row
+of ``portal_counters``; opening a store applies every :data:`MIGRATIONS` step
+above it, in the same ``BEGIN IMMEDIATE`` transaction, and refuses a database
+newer than this code. Every service operation runs in one ``BEGIN IMMEDIATE``
+transaction, so two portal processes never interleave.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import json
 import os
 import sqlite3
 import typing
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -51,9 +53,52 @@ SCHEMA = (
     )
     """,
 )
-SCHEMA_VERSION = 1
 
 T = TypeVar("T")
+
+
+@dataclasses.dataclass(frozen=True)
+class Migration:
+    """One schema step, run in the opening transaction (on raw rows: it never changes with the dataclasses)."""
+
+    version: int
+    description: str
+    apply: Callable[[sqlite3.Connection], None] | None = None
+
+
+#: Id (and ``code_hash``) given to an activation code whose unkeyed hash schema 2 erased; the row id follows.
+LEGACY_ACTIVATION_ID_PREFIX = "legacy-unkeyed-"
+
+
+def _revoke_unkeyed_activation_codes(conn: sqlite3.Connection) -> None:
+    """Schema 2: activation codes were SHA-256(purpose, credential id, code), which a read database gives away.
+
+    The code itself is not known here, so it cannot be re-hashed under the keyed scheme: the hash is erased
+    and an unused code is revoked (it would have expired within 72 hours anyway). Entering it is refused
+    with ``activation-invalidated``, which says to book a new video session.
+    """
+    rows = conn.execute("SELECT rowid, data FROM portal_entities WHERE kind = 'activation'").fetchall()
+    for rowid, text in rows:
+        raw = json.loads(text)
+        if raw.get("key_id"):
+            continue
+        marker = f"{LEGACY_ACTIVATION_ID_PREFIX}{rowid}"
+        raw.update(code_hash=marker, key_id="")
+        if raw.get("used_ns") is None and raw.get("revoked") is None:
+            raw.update(revoked="legacy-hash", revoked_ns=None)
+        conn.execute(
+            "UPDATE portal_entities SET id = ?, data = ? WHERE rowid = ?",
+            (marker, json.dumps(raw, sort_keys=True), rowid),
+        )
+
+
+#: Every schema step, in order. Change the schema by appending ``Migration(n, ...)``; never edit a shipped one.
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "entities, counters and the audit log"),
+    Migration(2, "activation codes keyed by a pepper from the master key; unkeyed ones revoked",
+              _revoke_unkeyed_activation_codes),
+)
+SCHEMA_VERSION = MIGRATIONS[-1].version
 
 
 def _encode(value: Any) -> Any:
@@ -90,17 +135,45 @@ class PortalStore:
         self.path = Path(path)
         try:
             self._conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the portal tables in {self.path}: {exc}") from None
+        try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
             with self.transaction():
                 for statement in SCHEMA:
                     self._conn.execute(statement)
-                self._conn.execute(
-                    "INSERT OR IGNORE INTO portal_counters (name, value) VALUES ('schema_version', ?)", (SCHEMA_VERSION,)
-                )
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot open the portal tables in {self.path}: {exc}") from None
+                self._migrate()
+        except BaseException as exc:
+            self._conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"cannot open the portal tables in {self.path}: {exc}") from None
+            if isinstance(exc, ValueError):  # a row that is not JSON
+                raise StorageError(f"cannot migrate the portal tables in {self.path}: {exc}") from None
+            raise
         self._depth = 0
+
+    def _migrate(self) -> None:
+        """Apply every migration above the stored version (a fresh database runs them all over empty tables)."""
+        self._conn.execute("INSERT OR IGNORE INTO portal_counters (name, value) VALUES ('schema_version', 1)")
+        current = self.schema_version()
+        if current > SCHEMA_VERSION:
+            raise StorageError(
+                f"the portal tables in {self.path} have schema version {current}, newer than this vtoken "
+                f"understands ({SCHEMA_VERSION}); upgrade vtoken"
+            )
+        for migration in MIGRATIONS:
+            if migration.version > current:
+                if migration.apply is not None:
+                    migration.apply(self._conn)
+                self._conn.execute(
+                    "UPDATE portal_counters SET value = ? WHERE name = 'schema_version'", (migration.version,)
+                )
+
+    def schema_version(self) -> int:
+        """The portal schema version of this database."""
+        row = self._conn.execute("SELECT value FROM portal_counters WHERE name = 'schema_version'").fetchone()
+        return int(row[0])
 
     @contextlib.contextmanager
     def transaction(self) -> Iterator[None]:

@@ -9,15 +9,20 @@ Each refusal is asserted by its code, so dropping the rule fails its test; and
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import hashlib
+import hmac
 import itertools
+import json
 import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from firmware_sim.fleet import FleetSpec, build_pskc, make_fleet
 from firmware_sim.models import get_model
@@ -28,6 +33,7 @@ from portal.proofing import InstantProofingProvider, VideoAgent
 from portal.records import (
     Account,
     AppPolicy,
+    CodeRevocation,
     Credential,
     CredentialState,
     Order,
@@ -39,23 +45,27 @@ from portal.records import (
 )
 from portal.service import (
     ACTIVATION_CODE_TTL_NS,
+    ACTIVATION_PEPPER_INFO,
     MAX_ACTIVATION_FAILURES,
     CARD_HOLD_NS,
     FRESH_PHONE_AUTH_NS,
     KEY_PROMISE_NS,
+    PHONE_OTP_MAX_ATTEMPTS,
+    PHONE_OTP_MAX_CONSECUTIVE_FAILURES,
+    PHONE_OTP_MAX_PER_WINDOW,
     PHONE_OTP_MIN_GAP_NS,
     PHONE_OTP_TTL_NS,
     PHONE_OTP_WINDOW_NS,
     SUBSCRIPTION_NS,
     PortalService,
 )
-from portal.store import PortalStore
+from portal.store import SCHEMA_VERSION, PortalStore
 from validator.importer import import_file
-from validator.sealing import Keyring, generate_master_key
+from validator.sealing import Keyring, MasterKey, generate_master_key
 from validator.service import Reason, Validator
 from validator.store import SQLiteStore
 from vtoken.clock import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
-from vtoken.errors import PortalError
+from vtoken.errors import MasterKeyError, PortalError, StorageError
 
 ROOT = Path(__file__).resolve().parents[1]
 #: 2026-03-02T09:00:00Z, as in the demo.
@@ -65,6 +75,13 @@ FLEET_SIZE = 6
 NAME = "Dana Whitfield"
 PHONE = "+14155550123"
 MINUTE = 60 * NS_PER_SECOND
+#: As often as the phone-OTP rate limit allows a code to be sent, all day long (288 a day).
+OTP_SEND_INTERVAL_NS = PHONE_OTP_WINDOW_NS // PHONE_OTP_MAX_PER_WINDOW
+
+
+def another_code(code: str) -> str:
+    """A code of the same length that is certainly wrong."""
+    return str((int(code) + 1) % 10 ** len(code)).zfill(len(code))
 
 
 def counter_random() -> Callable[[int], bytes]:
@@ -109,21 +126,32 @@ class World:
         self.free_serials = list(self.tokens)
         pskc_path = tmp_path / "tokens.pskc"
         build_pskc(spec, created_ns=START_NS).write(str(pskc_path))
-        db = tmp_path / "portal.db"
-        keyring = Keyring(generate_master_key())
+        self.db = db = tmp_path / "portal.db"
+        self.keyring = keyring = Keyring(generate_master_key())
         self.vstore = SQLiteStore(db)
         import_file(self.vstore, keyring, pskc_path, now_ns=START_NS)
         self.validator = Validator(self.vstore, keyring, self.clock)
         self.pstore = PortalStore(db)
         self.sender = MemorySender()
         self.instant, self.agent = InstantProofingProvider(), VideoAgent()
-        self.portal = PortalService(
-            self.pstore, self.validator, self.clock, self.sender,
-            instant=self.instant, agent=self.agent, random_bytes=counter_random(),
-        )
+        self.random = counter_random()
+        self.portal = self.portal_with(self.validator)
         self.payroll = self.portal.add_application("Payroll", AppPolicy.HARDWARE_ONLY).id
         self.wiki = self.portal.add_application("Wiki", AppPolicy.ANY_OTP).id
         self._users = 0
+
+    def portal_with(self, validator: Validator) -> PortalService:
+        """A portal on this world's store, with ``validator`` (and so its master keys)."""
+        return PortalService(
+            self.pstore, validator, self.clock, self.sender, instant=self.instant, agent=self.agent,
+            random_bytes=self.random,
+        )
+
+    def reopen(self) -> None:
+        """Restart the portal: close its store and open the database file again (migrating it if needed)."""
+        self.pstore.close()
+        self.pstore = PortalStore(self.db)
+        self.portal = self.portal_with(self.validator)
 
     def close(self) -> None:
         self.pstore.close()
@@ -221,6 +249,38 @@ class World:
 
     def phone_sign_in(self, account: Account, app: str | None = None, channel: str = "sms") -> None:
         self.portal.sign_in(app or self.wiki, account.id, "phone", self.phone_code(account, channel))
+
+    def spaced_phone_code(self, account: Account) -> str:
+        """A sign-in code sent as often as the rate limit allows all day (every 5 minutes)."""
+        self.advance(OTP_SEND_INTERVAL_NS)
+        self.portal.send_phone_otp(account.id)
+        return self.last_code()
+
+    def wrong_phone_guesses(self, account: Account, count: int) -> None:
+        """``count`` wrong sign-in codes, three on each code sent, each refused as merely wrong."""
+        while count > 0:
+            wrong = another_code(self.spaced_phone_code(account))
+            for _ in range(min(count, PHONE_OTP_MAX_ATTEMPTS)):
+                with refused("otp-wrong"):
+                    self.portal.sign_in(self.wiki, account.id, "phone", wrong)
+                count -= 1
+
+    def phone_failures(self, account: Account) -> int:
+        return self.pstore.get("account", account.id).phone_otp_failures
+
+    def activation_codes(self, account: Account) -> list:
+        return self.pstore.by_owner("activation", self.portal.current_credential(account.id).id)
+
+    def edit_row(self, kind: str, ident: str, **changes: object) -> None:
+        """Change a stored entity behind the portal's back (as a damaged or older database would have it)."""
+        (text,) = self.pstore._conn.execute(
+            "SELECT data FROM portal_entities WHERE kind = ? AND id = ?", (kind, ident)
+        ).fetchone()
+        raw = json.loads(text)
+        raw.update(changes)
+        self.pstore._conn.execute(
+            "UPDATE portal_entities SET data = ? WHERE kind = ? AND id = ?", (json.dumps(raw), kind, ident)
+        )
 
 
 @pytest.fixture
@@ -648,7 +708,7 @@ def test_a_live_activation_code_blocks_a_new_booking(w: World) -> None:
         w.portal.book_video(case.account.id, w.now() + NS_PER_HOUR)
 
 
-def test_a_second_code_after_activation_is_refused(w: World) -> None:
+def test_a_new_code_revokes_every_earlier_one(w: World) -> None:
     case = w.keyed(Product.TOKEN_PROOFED, "DE")
     first = w.portal.book_video(case.account.id, w.now() + NS_PER_HOUR)
     second = w.portal.book_video(case.account.id, w.now() + NS_PER_HOUR)
@@ -656,9 +716,167 @@ def test_a_second_code_after_activation_is_refused(w: World) -> None:
     _, code1 = w.portal.run_video_session(first.id)
     _, code2 = w.portal.run_video_session(second.id)
     assert code1 and code2 and code1 != code2
-    w.portal.activate(case.account.id, code1)
-    with refused("not-awaiting-activation"):
+    with refused("activation-revoked") as info:  # the first session's code died when the second gave one
+        w.portal.activate(case.account.id, code1)
+    assert "replaced by the code from your latest video session" in str(info.value)
+    assert w.portal.current_credential(case.account.id).activation_failures == 1  # an old code is a wrong code
+    assert w.portal.activate(case.account.id, code2).state is CredentialState.ACTIVATED
+    with refused("activation-used"):
         w.portal.activate(case.account.id, code2)
+    with refused("activation-revoked"):
+        w.portal.activate(case.account.id, code1)
+    assert [c.revoked for c in w.activation_codes(case.account)] == [CodeRevocation.SUPERSEDED, None]
+
+
+def test_a_lockout_and_a_new_session_do_not_revive_the_old_code(w: World) -> None:
+    """Issue 15 #8: five wrong codes, a new video session, a new code; the old code was still accepted."""
+    case = w.keyed(Product.TOKEN_PROOFED, "DE")
+    old = w.video_code(case.account)
+    for _ in range(MAX_ACTIVATION_FAILURES):
+        with refused("activation-wrong"):
+            w.portal.activate(case.account.id, another_code(old))
+    with refused("activation-attempts"):
+        w.portal.activate(case.account.id, old)
+    [record] = w.activation_codes(case.account)
+    assert record.revoked is CodeRevocation.LOCKOUT and record.revoked_ns == w.now()  # dead at the lockout
+    assert any(event == "activation-locked" for _, _, event, _ in w.pstore.audit(case.account.id))
+
+    new = w.video_code(case.account)  # the new session resets the count ...
+    assert w.portal.current_credential(case.account.id).activation_failures == 0
+    with refused("activation-revoked") as info:  # ... and the old code stays dead
+        w.portal.activate(case.account.id, old)
+    assert "withdrawn after too many wrong codes" in str(info.value)
+    assert w.portal.current_credential(case.account.id).state is CredentialState.AWAITING_ACTIVATION
+    assert w.portal.activate(case.account.id, new).state is CredentialState.ACTIVATED
+
+
+def test_a_live_code_does_not_activate_a_credential_in_another_state(w: World) -> None:
+    """Every way of changing state revokes or uses the code; a credential changed behind the portal's back."""
+    case = w.keyed(Product.TOKEN_PROOFED, "DE")
+    code = w.video_code(case.account)
+    credential = w.portal.current_credential(case.account.id)
+    w.edit_row("credential", credential.id, state=CredentialState.PROOFING_REQUIRED.value)
+    with refused("not-awaiting-activation"):
+        w.portal.activate(case.account.id, code)
+
+
+def _pepper(key: MasterKey) -> bytes:
+    """The activation-code pepper, derived independently of the portal's code."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=ACTIVATION_PEPPER_INFO).derive(
+        bytes.fromhex(key.to_hex())
+    )
+
+
+def test_a_read_database_cannot_confirm_an_activation_code(w: World) -> None:
+    """Issue 15 #10: SHA-256 keyed by the credential id gave 10-digit codes away within their 72 hours."""
+    case = w.keyed(Product.TOKEN_PROOFED, "DE")
+    code = w.video_code(case.account)
+    credential = w.portal.current_credential(case.account.id)
+    [record] = w.activation_codes(case.account)
+    # not any unkeyed hash of what the database holds and the code
+    texts = [code, f"activation\0{credential.id}\0{code}", f"{credential.id}\0{code}", credential.id + code,
+             code + credential.id, f"activation:{credential.id}:{code}"]
+    unkeyed = {
+        hashlib.new(name, text.encode()).hexdigest()
+        for name in ("md5", "sha1", "sha256", "sha512", "sha3_256", "blake2b", "blake2s") for text in texts
+    }
+    assert record.code_hash not in unkeyed
+    # it is HMAC-SHA256 under a pepper from the master key, which lives in the key file, not the database
+    pepper = _pepper(w.keyring.current)
+    message = b"activation\0" + credential.id.encode() + b"\0" + code.encode()
+    assert record.code_hash == hmac.new(pepper, message, hashlib.sha256).hexdigest()
+    assert record.key_id == w.keyring.current.key_id
+    on_disk = b"".join(path.read_bytes() for path in w.db.parent.glob(w.db.name + "*"))
+    for secret in (pepper, pepper.hex().encode(), w.keyring.current.to_hex().encode(), code.encode()):
+        assert secret not in on_disk
+    # the same database with any other master key cannot check a guess, not even the right code
+    stranger = w.portal_with(Validator(w.vstore, Keyring(generate_master_key()), w.clock))
+    with pytest.raises(MasterKeyError) as info:
+        stranger.activate(case.account.id, code)
+    assert record.key_id in str(info.value) and w.keyring.current.to_hex() not in str(info.value)
+    assert w.portal.current_credential(case.account.id).activation_failures == 0  # nothing was counted
+    # with the key, the right code works
+    assert w.portal.activate(case.account.id, code).state is CredentialState.ACTIVATED
+
+
+def test_an_activation_code_survives_a_master_key_rotation(w: World) -> None:
+    case = w.keyed(Product.TOKEN_PROOFED, "DE")
+    code = w.video_code(case.account)
+    rotated = w.keyring.rotated(generate_master_key())
+    portal = w.portal_with(Validator(w.vstore, rotated, w.clock))
+    with refused("activation-wrong"):
+        portal.activate(case.account.id, another_code(code))
+    for malformed in ("12345", "x" * 10, "1" * 10_000):  # never hashed, still counted
+        with refused("activation-wrong"):
+            portal.activate(case.account.id, malformed)
+    assert portal.activate(case.account.id, code).state is CredentialState.ACTIVATED  # under the older key
+    later = w.keyed(Product.TOKEN_PROOFED, "DE")
+    w.portal = portal
+    w.video_code(later.account)
+    assert [c.key_id for c in w.activation_codes(later.account)] == [rotated.current.key_id]
+
+
+def _as_schema_1(w: World) -> None:
+    """Turn the world's database into what schema 1 wrote: unkeyed activation hashes, no new fields."""
+    conn = w.pstore._conn
+    for rowid, text in conn.execute("SELECT rowid, data FROM portal_entities WHERE kind = 'activation'").fetchall():
+        raw = json.loads(text)
+        for field in ("key_id", "revoked", "revoked_ns"):
+            del raw[field]
+        conn.execute("UPDATE portal_entities SET data = ? WHERE rowid = ?", (json.dumps(raw), rowid))
+    for rowid, text in conn.execute("SELECT rowid, data FROM portal_entities WHERE kind = 'account'").fetchall():
+        raw = {k: v for k, v in json.loads(text).items() if not k.startswith("phone_otp_")}
+        conn.execute("UPDATE portal_entities SET data = ? WHERE rowid = ?", (json.dumps(raw), rowid))
+    conn.execute("UPDATE portal_counters SET value = 1 WHERE name = 'schema_version'")
+
+
+def test_migration_revokes_unkeyed_activation_codes_with_a_clear_refusal(w: World) -> None:
+    case = w.keyed(Product.TOKEN_PROOFED, "DE")
+    code = w.video_code(case.account)
+    credential = w.portal.current_credential(case.account.id)
+    [record] = w.activation_codes(case.account)
+    legacy = hashlib.sha256(f"activation\0{credential.id}\0{code}".encode()).hexdigest()  # as schema 1 stored it
+    w.pstore._conn.execute(
+        "UPDATE portal_entities SET id = ?, data = replace(data, ?, ?) WHERE kind = 'activation' AND id = ?",
+        (legacy, record.code_hash, legacy, record.code_hash),
+    )
+    _as_schema_1(w)
+    w.reopen()
+    assert w.pstore.schema_version() == SCHEMA_VERSION == 2
+    stored = " ".join(row[0] for row in w.pstore._conn.execute("SELECT id || data FROM portal_entities"))
+    assert legacy not in stored  # the guessable hash is gone
+    [migrated] = w.activation_codes(case.account)
+    assert migrated.revoked is CodeRevocation.LEGACY_HASH and migrated.key_id == ""
+    with refused("activation-invalidated") as info:
+        w.portal.activate(case.account.id, code)
+    assert "book a new video session" in str(info.value)
+    assert w.portal.current_credential(case.account.id).activation_failures == 0
+    w.reopen()  # migrating again changes nothing
+    assert w.activation_codes(case.account) == [migrated]
+    fresh = w.video_code(case.account)  # booking is open: the credential has no live code
+    assert w.portal.activate(case.account.id, fresh).state is CredentialState.ACTIVATED
+    assert w.pstore.get("account", case.account.id).phone_otp_failures == 0  # an old account row loads
+
+
+def test_a_database_from_a_newer_portal_is_refused(w: World) -> None:
+    w.pstore._conn.execute("UPDATE portal_counters SET value = ? WHERE name = 'schema_version'", (SCHEMA_VERSION + 1,))
+    with pytest.raises(StorageError, match="newer than this vtoken understands"):
+        PortalStore(w.db)
+
+
+def test_negative_or_non_numeric_failure_counts_are_refused(w: World) -> None:
+    """A negative count would give extra guesses (issue 15 #10, for the portal's own counters)."""
+    case = w.keyed(Product.TOKEN_PROOFED, "DE")
+    credential = w.portal.current_credential(case.account.id)
+    for bad in (-1000, "0", 1.5, True, None):
+        w.edit_row("credential", credential.id, activation_failures=bad)
+        with pytest.raises(StorageError, match="activation_failures"):
+            w.portal.activate(case.account.id, "0123456789")
+        w.edit_row("account", case.account.id, phone_otp_failures=bad)
+        with pytest.raises(StorageError, match="phone_otp_failures"):
+            w.portal.send_phone_otp(case.account.id)
+        w.edit_row("account", case.account.id, phone_otp_failures=0)
+    w.edit_row("credential", credential.id, activation_failures=0)
 
 
 # --- 5. registration --------------------------------------------------------------------------------
@@ -869,6 +1087,99 @@ def test_phone_otp_sending_is_rate_limited(w: World) -> None:
     assert sum(1 for m in w.sender.sent if m.channel in ("sms", "voice") and m.sent_ns >= start) == 3
     w.advance(start + PHONE_OTP_WINDOW_NS - w.now())  # the first one leaves the window
     w.portal.send_phone_otp(account, "voice")
+
+
+def test_a_day_of_phone_otp_guessing_locks_phone_otp_and_the_lock_survives_a_restart(w: World) -> None:
+    """Issue 15 #9: one simulated day, 288 codes sent and 864 wrong guesses evaluated, no lockout (≈ 27 %/year)."""
+    assert PHONE_OTP_MAX_CONSECUTIVE_FAILURES == 100  # NIST SP 800-63B §5.2.2: at most 100
+    case = w.registered()
+    account = case.account
+    w.verified_phone(account)
+    outcomes: collections.Counter[str] = collections.Counter()
+    day_start = w.now()
+    while w.now() + OTP_SEND_INTERVAL_NS <= day_start + NS_PER_DAY:  # 288 sends, each as early as allowed
+        try:
+            code = w.spaced_phone_code(account)
+        except PortalError as exc:
+            outcomes[f"send {exc.code}"] += 1
+            continue
+        outcomes["sent"] += 1
+        for _ in range(PHONE_OTP_MAX_ATTEMPTS):
+            try:
+                w.portal.sign_in(w.wiki, account.id, "phone", another_code(code))
+            except PortalError as exc:
+                outcomes[exc.code] += 1
+    assert sum(outcomes[k] for k in ("sent", "send otp-locked")) == 288
+    evaluated = sum(o.attempts for o in w.pstore.by_owner("phone_otp", account.id))
+    assert evaluated == PHONE_OTP_MAX_CONSECUTIVE_FAILURES  # not 864
+    assert outcomes["otp-wrong"] == PHONE_OTP_MAX_CONSECUTIVE_FAILURES - 1
+    assert outcomes["sent"] == -(-PHONE_OTP_MAX_CONSECUTIVE_FAILURES // PHONE_OTP_MAX_ATTEMPTS)  # 34 SMS, then none
+    assert outcomes["otp-locked"] == PHONE_OTP_MAX_ATTEMPTS  # the guess that locked, then the code's last two
+    assert any(event == "phone-otp-locked" for _, _, event, _ in w.pstore.audit(account.id))
+
+    w.reopen()  # a restart of the portal: the lock is in the database
+    stored = w.pstore.get("account", account.id)
+    assert stored.phone_otp_locked and stored.phone_otp_failures == PHONE_OTP_MAX_CONSECUTIVE_FAILURES
+    with refused("otp-locked") as info:
+        w.portal.send_phone_otp(account.id)
+    assert "ask support to unlock" in str(info.value)
+    with refused("otp-locked"):
+        w.portal.sign_in(w.wiki, account.id, "phone", "123456")
+    with refused("otp-locked"):  # another number is no way around it
+        w.portal.register_phone(account.id, "+14155550199")
+    assert w.pstore.get("account", account.id).phone == PHONE
+    w.portal.sign_in(w.payroll, account.id, "token", w.press(case.serial))  # the hardware token still works
+
+    w.portal.unlock_phone_otp(account.id, by="support agent Kim")
+    assert any(event == "phone-otp-unlocked" and "Kim" in detail for _, _, event, detail in w.pstore.audit(account.id))
+    w.advance(PHONE_OTP_WINDOW_NS)
+    w.phone_sign_in(account)
+
+
+def test_phone_otp_failures_count_in_a_row_per_account_and_persist(w: World) -> None:
+    case = w.registered()
+    account = case.account
+    w.verified_phone(account)
+    w.wrong_phone_guesses(account, PHONE_OTP_MAX_CONSECUTIVE_FAILURES - 1)
+    w.reopen()  # the count survives a restart
+    assert w.phone_failures(account) == PHONE_OTP_MAX_CONSECUTIVE_FAILURES - 1
+    w.portal.sign_in(w.wiki, account.id, "phone", w.spaced_phone_code(account))  # a right code resets it
+    assert w.phone_failures(account) == 0
+    w.wrong_phone_guesses(account, PHONE_OTP_MAX_CONSECUTIVE_FAILURES - 1)
+    w.reopen()
+    with refused("otp-locked") as info:  # the 100th wrong one in a row
+        w.portal.sign_in(w.wiki, account.id, "phone", another_code(w.spaced_phone_code(account)))
+    assert "after 100 wrong codes in a row" in str(info.value)
+
+
+def test_wrong_verification_codes_count_towards_the_account_limit(w: World) -> None:
+    account = w.account()
+    w.portal.register_phone(account.id, PHONE)
+    for _ in range(PHONE_OTP_MAX_ATTEMPTS):
+        with refused("otp-wrong"):
+            w.portal.verify_phone(account.id, another_code(w.last_code()))
+    assert w.phone_failures(account) == PHONE_OTP_MAX_ATTEMPTS
+    w.edit_row("account", account.id, phone_otp_failures=PHONE_OTP_MAX_CONSECUTIVE_FAILURES - 1)
+    w.advance(PHONE_OTP_MIN_GAP_NS)
+    w.portal.register_phone(account.id, PHONE)  # a new code, but the count is the account's
+    with refused("otp-locked"):
+        w.portal.verify_phone(account.id, another_code(w.last_code()))
+    with refused("otp-locked"):
+        w.portal.verify_phone(account.id, w.last_code())  # not even the right one now
+    assert not w.pstore.get("account", account.id).phone_verified
+
+
+def test_an_administrator_can_lock_phone_otp_and_must_say_why(w: World) -> None:
+    case = w.registered()
+    w.verified_phone(case.account)
+    with refused("lock-reason-missing"):
+        w.portal.lock_phone_otp(case.account.id, "  ")
+    w.portal.lock_phone_otp(case.account.id, "SIM swap reported")
+    with refused("otp-locked") as info:
+        w.portal.send_phone_otp(case.account.id)
+    assert "SIM swap reported" in str(info.value)
+    w.portal.unlock_phone_otp(case.account.id)
+    w.phone_sign_in(case.account)
 
 
 def test_voice_channel_speaks_the_code(w: World) -> None:

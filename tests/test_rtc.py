@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from fractions import Fraction
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -397,7 +398,7 @@ def test_from_dict_rejects_damage() -> None:
 def test_rtc_reads_no_wall_clock() -> None:
     import firmware_sim.rtc as module
 
-    source = open(module.__file__, encoding="utf-8").read()
+    source = Path(module.__file__).read_text(encoding="utf-8")  # closes the file (open().read() leaked it)
     assert "import time" not in source and "datetime" not in source
 
 
