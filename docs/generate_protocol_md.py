@@ -14,6 +14,7 @@ from firmware_sim.device import DeviceController
 from vtoken.clock import SimulatedClock, NS_PER_SECOND
 from vtoken import wire
 from vtoken.wire import Command, Status
+from vserial.ports import busy_nak
 
 T0 = 1_767_225_600 * NS_PER_SECOND  # 2026-01-01T00:00:00Z
 SEED = b"12345678901234567890"
@@ -77,6 +78,10 @@ def nxt():
     seq += 1
     return seq
 
+# The session starts with HELLO (seq 0x0100); the commands below continue at 0x0101.
+rq, rs, *_ = exchange(dev, seq, Command.HELLO)
+EX["HELLO request"], EX["HELLO response"] = rq, rs
+
 for cmd, fields in [
     (Command.INFO, {}), (Command.TIME_GET, {}), (Command.PRESS, {}), (Command.DISPLAY, {}), (Command.LONG_PRESS, {}),
     (Command.TIME_SET, {"device_time_ns": T0 + 60 * NS_PER_SECOND}),
@@ -103,6 +108,17 @@ rq, rs, *_ = exchange(dev2, 0x0001, Command.PROVISION, serial="1000000013", mode
 EX["PROVISION request"], EX["PROVISION response"] = rq, rs
 rq, rs, *_ = exchange(dev2, 0x0002, Command.LOCK)
 EX["LOCK request"], EX["LOCK response"] = rq, rs
+
+# A new session whose first request repeats the previous session's last one, byte for byte (HOTP token)
+clock_h = SimulatedClock(T0)
+tok_h = manufacture(model=get_model("hotp"), seed=SEED, serial="1000000013", device_key=DEVKEY, clock=clock_h)
+dev_h = DeviceController(tok_h)
+rq, rs, *_ = exchange(dev_h, 0x2A00, Command.PRESS)
+EX["S1 PRESS request"], EX["S1 PRESS response"] = rq, rs
+rq, rs, *_ = exchange(dev_h, 0x29FF, Command.HELLO)
+EX["S2 HELLO request"], EX["S2 HELLO response"] = rq, rs
+rq, rs, *_ = exchange(dev_h, 0x2A00, Command.PRESS)
+EX["S2 PRESS request"], EX["S2 PRESS response"] = rq, rs
 
 # NAKs
 def nak_from_wire(dev, title, wire_in, marker):
@@ -171,6 +187,24 @@ tok6 = manufacture(model=get_model("totp30"), seed=SEED, serial="1000000005", de
 dev6 = DeviceController(tok6, on_change=fail)
 rq, rs, *_ = exchange(dev6, 0x020B, Command.PRESS)
 EX["req INTERNAL"], EX["nak INTERNAL"] = rq, rs
+# DEVICE_FAULT: one bit of the newest flash record rotted; the token refuses to operate
+from firmware_sim.flash import Flash
+tok7 = manufacture(model=get_model("totp30"), seed=SEED, serial="1000000005", device_key=DEVKEY,
+                   clock=SimulatedClock(T0))
+rotted = bytearray(tok7.flash.image)
+slot = 0 if tok7.flash.active_slot == "A" else len(rotted) // 2
+rotted[slot + 40] ^= 0x02
+tok7.flash = Flash.from_image(bytes(rotted), DEVKEY)
+dev7 = DeviceController(tok7, sim_control=True)
+rq, rs, *_ = exchange(dev7, 0x020C, Command.PRESS)
+EX["req DEVICE_FAULT"], EX["nak DEVICE_FAULT"] = rq, rs
+# BUSY: how a TCP server answers a second client's first frame (vserial.ports.TcpPort)
+hello2 = wire.encode_request(0x0C01, Command.HELLO)
+busy_wire = busy_nak(wire.unframe(hello2))
+EX["req BUSY"] = block("request HELLO", fmt_summary("Request — " + describe(wire.decode_request(wire.unframe(hello2)))),
+                       wire.unframe(hello2), hello2)
+EX["nak BUSY"] = block("nak BUSY", fmt_summary("Response — " + describe(wire.decode_response(wire.unframe(busy_wire)))),
+                       wire.unframe(busy_wire), busy_wire)
 
 for k in EX:
     if not k.startswith("_"):

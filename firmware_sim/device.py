@@ -19,6 +19,11 @@ Rules (also in ``docs/protocol.md``):
   again, so a retried PRESS never presses twice. Seq 0 opts out: such a
   request is always executed and clears the memory. Frames that fail to decode
   leave the memory untouched; POWER_CYCLE clears it (RAM is lost).
+* Sessions: HELLO starts one. It is always executed (never answered from the
+  memory) and leaves nothing remembered, so a new session's first request
+  runs even if it repeats the previous session's last seq and bytes.
+* Out-of-range values are refused (BAD_VALUE) with a message in the field's
+  own wire units (per mille, centi-degrees, ppb).
 * Simulation controls are refused with NOT_ALLOWED unless ``sim_control``.
 * No reply ever contains the seed.
 
@@ -32,7 +37,9 @@ from collections.abc import Callable
 from fractions import Fraction
 
 from firmware_sim.display import DisplayState
+from firmware_sim.flash import FlashFaultError
 from firmware_sim.models import MODELS
+from firmware_sim.rtc import MAX_ABS_PPM_25, MAX_CELSIUS, MIN_CELSIUS
 from firmware_sim.token import FIRMWARE_VERSION, Token
 from vtoken import wire
 from vtoken.clock import SimulatedClock
@@ -71,6 +78,7 @@ MUTATING_COMMANDS: frozenset[Command] = frozenset(
 
 #: Exception type -> NAK code; the first match in this order wins (subclasses first).
 _ERROR_STATUS: tuple[tuple[type[Exception], Status], ...] = (
+    (FlashFaultError, Status.DEVICE_FAULT),
     (DeviceLockedError, Status.LOCKED),
     (BatteryDeadError, Status.BATTERY_DEAD),
     (DeviceStateError, Status.WRONG_STATE),
@@ -81,7 +89,18 @@ _ERROR_STATUS: tuple[tuple[type[Exception], Status], ...] = (
 _SCREENS = {state: wire.Screen(state.value) for state in DisplayState}
 _CENTI = 100
 _PPB_PER_PPM = 1000
+_PERCENT = 100
 _MAX_TIME_NS = 2**64 - 1
+#: The latest time, true or on the token's clock, the device accepts (2500-01-01T00:00:00Z): every reply
+#: carries times as u64 nanoseconds (to 2554), and this leaves decades of headroom for a drifting clock.
+MAX_DEVICE_TIME_NS = 16_725_225_600 * 1_000_000_000
+#: ADVANCE_TIME assumes the token's clock runs at most this many times as fast as true time.
+_MAX_CLOCK_RATE = 2
+#: SET_TEMPERATURE's range in centi-degrees Celsius (the RTC model's -100 .. 200 °C).
+MIN_CENTI_CELSIUS = MIN_CELSIUS * _CENTI
+MAX_CENTI_CELSIUS = MAX_CELSIUS * _CENTI
+#: SET_CRYSTAL_PPM's range in ppb (the RTC model's ±1000 ppm).
+MAX_ABS_PPB = MAX_ABS_PPM_25 * _PPB_PER_PPM
 
 
 def status_for(error: Exception) -> Status:
@@ -123,6 +142,7 @@ class DeviceController:
             Command.DISPLAY: self._display,
             Command.TIME_GET: self._time_get,
             Command.TIME_SET: self._time_set,
+            Command.HELLO: self._hello,
             Command.PROVISION: self._provision,
             Command.LOCK: self._lock,
             Command.ADVANCE_TIME: self._advance_time,
@@ -195,11 +215,12 @@ class DeviceController:
         except FrameDecodeError as exc:
             return self.nak_for(exc)
         last = self._last
-        if request.seq != wire.UNSEQUENCED and last is not None and last[0] == body:
+        hello = request.command is Command.HELLO
+        if request.seq != wire.UNSEQUENCED and not hello and last is not None and last[0] == body:
             return last[1]
         reply = self._execute(request)
         power_cycled = request.command is Command.POWER_CYCLE and self._sim_control
-        if request.seq == wire.UNSEQUENCED or power_cycled:
+        if request.seq == wire.UNSEQUENCED or power_cycled or hello:
             self._last = None
         else:
             self._last = (body, reply)
@@ -311,8 +332,22 @@ class DeviceController:
 
     def _time_set(self, payload: Payload) -> wire.TimeResponse:
         assert isinstance(payload, wire.TimeSetRequest)
+        if payload.device_time_ns > MAX_DEVICE_TIME_NS:
+            raise InvalidTimeError(
+                f"device time must be at most {MAX_DEVICE_TIME_NS} ns (2500-01-01T00:00:00Z), "
+                f"not {payload.device_time_ns}"
+            )
         self._token.set_device_time(payload.device_time_ns)
         return wire.TimeResponse(device_time_ns=self._token.device_time_ns())
+
+    def _hello(self, _: Payload) -> wire.HelloResponse:
+        """A session starts (the caller forgets the remembered reply): say what this device speaks."""
+        return wire.HelloResponse(
+            protocol_version=wire.PROTOCOL_VERSION,
+            max_frame_size=wire.MAX_FRAME_SIZE,
+            firmware_version=FIRMWARE_VERSION,
+            sim_control=self._sim_control,
+        )
 
     def _provision(self, payload: Payload) -> wire.Empty:
         """Store seed and parameters. The model must be a known preset that fits this hardware.
@@ -363,8 +398,11 @@ class DeviceController:
         clock = self._token.clock
         if not isinstance(clock, SimulatedClock):
             raise DeviceStateError("ADVANCE_TIME needs a simulated clock; this token runs on real time")
-        if clock.now_ns() + payload.ns > _MAX_TIME_NS:
-            raise InvalidTimeError("advancing that far would pass the largest time the protocol carries")
+        if (clock.now_ns() + payload.ns > MAX_DEVICE_TIME_NS
+                or self._token.device_time_ns() + _MAX_CLOCK_RATE * payload.ns > _MAX_TIME_NS):
+            raise InvalidTimeError(
+                "advancing that far would take the token past 2500-01-01T00:00:00Z, the latest time it keeps"
+            )
         clock.advance(payload.ns)
         token = self._token
         device_ns = token.device_time_ns()
@@ -372,12 +410,23 @@ class DeviceController:
 
     def _set_temperature(self, payload: Payload) -> wire.Empty:
         assert isinstance(payload, wire.TemperatureRequest)
+        centi = payload.centi_celsius
+        if not MIN_CENTI_CELSIUS <= centi <= MAX_CENTI_CELSIUS:
+            raise InvalidConfigError(
+                f"temperature must be between {MIN_CENTI_CELSIUS} and {MAX_CENTI_CELSIUS} centi-degrees C "
+                f"({MIN_CELSIUS} to {MAX_CELSIUS} C), not {centi}"
+            )
         now = self._settled_now()
         self._token.rtc.set_temperature(now, Fraction(payload.centi_celsius, _CENTI))
         return wire.Empty()
 
     def _set_crystal_ppm(self, payload: Payload) -> wire.Empty:
         assert isinstance(payload, wire.CrystalRequest)
+        if abs(payload.ppb) > MAX_ABS_PPB:
+            raise InvalidConfigError(
+                f"crystal error must be between -{MAX_ABS_PPB} and {MAX_ABS_PPB} ppb (+-{MAX_ABS_PPM_25} ppm), "
+                f"not {payload.ppb}"
+            )
         now = self._settled_now()
         self._token.rtc.set_crystal_ppm(now, Fraction(payload.ppb, _PPB_PER_PPM))
         return wire.Empty()
@@ -389,6 +438,11 @@ class DeviceController:
         time it froze at, and the token powers up with a blank display.
         """
         assert isinstance(payload, wire.BatteryRequest)
+        if payload.per_mille > wire.PER_MILLE_FULL:
+            raise InvalidConfigError(
+                f"battery level must be between 0 and {wire.PER_MILLE_FULL} per mille (0-{_PERCENT} %), "
+                f"not {payload.per_mille}"
+            )
         token = self._token
         now = self._settled_now()
         level = Fraction(payload.per_mille, wire.PER_MILLE_FULL)

@@ -3,18 +3,24 @@
 :class:`TokenClient` takes a :class:`~host.connection.Connection` by injection
 and speaks the protocol of ``docs/protocol.md`` stop-and-wait:
 
+* a session starts with HELLO (:meth:`TokenClient.open` sends it), which
+  makes the device forget its remembered reply: the new session's first
+  request is executed even if it repeats the previous session's last seq and
+  bytes. Seqs still start at random;
 * each request gets a fresh sequence number in 1..65535 (65535 wraps to 1;
-  never 0, which would opt out of the device's reply cache). A session starts
-  at a random seq, so a new session's first request does not collide with the
-  previous session's last one (the device would answer it from its cache);
+  never 0, which would opt out of the device's reply cache);
 * the request is encoded once; every attempt sends ``0x00`` + exactly those
-  bytes. On a timeout, an undecodable reply, a NAK BAD_FRAME / BAD_CRC or any
-  NAK with seq 0, the client resends them, up to ``retries`` times, then raises
-  :class:`~vtoken.errors.DeviceTimeoutError`. The device answers a repeated
-  (seq, bytes) with its cached reply, so a retried PRESS never presses twice;
+  bytes. On a timeout, an undecodable reply, or a NAK saying the device could
+  not read the frame (BAD_FRAME, BAD_CRC, or BAD_LENGTH with command 0:
+  :attr:`~vtoken.wire.Response.frame_not_read`), the client resends them, up
+  to ``retries`` times, then raises :class:`~vtoken.errors.DeviceTimeoutError`.
+  The device answers a repeated (seq, bytes) with its cached reply, so a
+  retried PRESS never presses twice;
 * replies with another seq (late answers to earlier attempts) are skipped;
-* any other NAK raises :class:`~vtoken.errors.NakError` whose ``code`` is
-  the :class:`~vtoken.wire.Status`.
+  a seq-0 NAK of any other code answers the request in flight and is final;
+* NAK BUSY (a TCP server serving another client) raises
+  :class:`~host.connection.DeviceBusyError`; any other NAK raises
+  :class:`~vtoken.errors.NakError` whose ``code`` is the :class:`~vtoken.wire.Status`.
 
 Nothing here logs or puts in an exception a seed or any payload bytes.
 """
@@ -32,7 +38,7 @@ from fractions import Fraction
 from types import TracebackType
 from typing import Any, TypeVar
 
-from host.connection import Connection, SerialConnection
+from host.connection import Connection, DeviceBusyError, SerialConnection
 from vtoken import wire
 from vtoken.clock import exact_fraction
 from vtoken.errors import DeviceTimeoutError, InvalidConfigError, InvalidInputError, NakError, ProtocolError
@@ -42,9 +48,11 @@ from vtoken.wire import (
     Command,
     DisplayResponse,
     FrameDecodeError,
+    HelloResponse,
     InfoResponse,
     Payload,
     Response,
+    Status,
     TextResponse,
     TimeResponse,
 )
@@ -113,16 +121,24 @@ class TokenClient:
         self._next = start
         self._reader = wire.FrameReader()
         self._pending: deque[bytes | FrameDecodeError] = deque()
+        self._hello: HelloResponse | None = None
 
     @classmethod
     def open(
         cls, url: str, *, timeout: float = DEFAULT_TIMEOUT, retries: int = DEFAULT_RETRIES,
-        exclusive: bool | None = None, first_seq: int | None = None,
+        exclusive: bool | None = None, first_seq: int | None = None, hello: bool = True,
     ) -> TokenClient:
-        """Open ``url`` (a device path, ``socket://HOST:PORT`` or ``vtoken://NAME``) and wrap it."""
+        """Open ``url`` (a device path, ``socket://HOST:PORT`` or ``vtoken://NAME``) and start a session.
+
+        The session starts with HELLO (see :meth:`hello`) unless ``hello=False``;
+        a device serving another client raises :class:`DeviceBusyError` here.
+        """
         connection = SerialConnection.open(url, exclusive=exclusive)
         try:
-            return cls(connection, timeout=timeout, retries=retries, first_seq=first_seq)
+            client = cls(connection, timeout=timeout, retries=retries, first_seq=first_seq)
+            if hello:
+                client.hello()
+            return client
         except BaseException:
             connection.close()
             raise
@@ -138,6 +154,11 @@ class TokenClient:
     def url(self) -> str:
         """Where the device is."""
         return str(getattr(self._connection, "url", "the device"))
+
+    @property
+    def session(self) -> HelloResponse | None:
+        """The device's answer to this session's HELLO (None if none was sent)."""
+        return self._hello
 
     @property
     def next_seq(self) -> int:
@@ -215,14 +236,17 @@ class TokenClient:
             response = wire.decode_response(item)
         except FrameDecodeError as exc:
             return f"damaged reply ({exc.reason.name})"
-        if response.seq == wire.UNSEQUENCED and not response.ok:
-            return f"NAK {response.status.name}: {response.message}"  # the device could not trust our bytes
-        if response.seq != seq or (response.command is not None and response.command is not command):
-            _LOG.debug("skipping a stale reply (seq %d)", response.seq)
+        if response.frame_not_read:
+            return f"NAK {response.status.name}: {response.message}"  # nothing was executed: resend
+        if response.status is Status.BUSY:
+            raise DeviceBusyError(f"{wire.BUSY_MESSAGE} ({self.url})")
+        if response.command is not None and response.command is not command:
+            _LOG.debug("skipping a stale reply (seq %d, %s)", response.seq, response.command.name)
             return None
-        if response.status.is_transmission_error:
-            return f"NAK {response.status.name}: {response.message}"
-        return response
+        if response.seq == seq or (response.seq == wire.UNSEQUENCED and not response.ok):
+            return response  # a seq-0 NAK answers the request in flight, and is final
+        _LOG.debug("skipping a stale reply (seq %d)", response.seq)
+        return None
 
     def _call(self, command: Command, expected: type[_T], **fields: Any) -> _T:
         payload = self.request(command, **fields).payload
@@ -231,6 +255,15 @@ class TokenClient:
         return payload
 
     # --- commands -------------------------------------------------------------------------
+
+    def hello(self) -> HelloResponse:
+        """Start a session: the device forgets its remembered reply and says what it speaks.
+
+        :meth:`open` sends it; call it yourself on a connection you built. Safe
+        to repeat (HELLO is always executed, never answered from the cache).
+        """
+        self._hello = self._call(Command.HELLO, HelloResponse)
+        return self._hello
 
     def info(self) -> InfoResponse:
         """Identity, parameters, battery and lock state (never the seed)."""

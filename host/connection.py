@@ -13,7 +13,12 @@ token sits behind a pty, a TCP socket or in this very process:
   directly; tests wrap it to drop or damage bytes at the transport seam.
 
 Every failure is a :class:`~vtoken.errors.TransportError` with a message that
-names the port, never a pyserial or OS exception.
+names the port, never a pyserial or OS exception; a device that is serving
+another client is a :class:`DeviceBusyError` (one).
+
+Connections move bytes only. The protocol's session start (HELLO, which makes
+the device forget its remembered reply) is sent by
+:meth:`host.client.TokenClient.open` right after it opens a connection here.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ __all__ = [
     "DEFAULT_WRITE_TIMEOUT",
     "HANDLER_PACKAGE",
     "Connection",
+    "DeviceBusyError",
     "LoopbackConnection",
     "SerialConnection",
     "register_url_handler",
@@ -67,6 +73,10 @@ _ERRNO_TEXT: dict[int, str] = {
     errno.ENETUNREACH: "network unreachable",
     errno.EIO: "input/output error (the device went away?)",
 }
+
+
+class DeviceBusyError(TransportError):
+    """The device is serving another client (a TCP server answered NAK BUSY and hung up)."""
 
 
 def register_url_handler() -> None:
@@ -247,11 +257,20 @@ class SerialConnection(_ContextMixin):
             self._timeout = timeout
 
     def close(self) -> None:
-        """Close the port (idempotent; errors while closing are ignored)."""
+        """Close the port (idempotent; errors while closing are ignored).
+
+        pyserial's ``socket://`` close() calls shutdown() and close() in one
+        ``try``: after a peer reset shutdown() raises and the socket is left
+        open, so it is closed here too.
+        """
+        sock = getattr(self._port, "_socket", None)
         try:
             self._port.close()
         except (serial.SerialException, OSError):  # pragma: no cover - closing a vanished port
             pass
+        finally:
+            if sock is not None:
+                sock.close()
 
     def __repr__(self) -> str:
         return f"SerialConnection({self._url!r})"

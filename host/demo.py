@@ -7,36 +7,45 @@ token with two codes read over the serial protocol 30 simulated seconds apart.
 Then the user signs in to a hardware-only and a phone-OTP application, loses the
 token, signs in by phone, gets a replacement without proofing again, and
 registers it. Every step is printed as it happens.
+
+With a folder (``vtoken demo --dir D``) the run is kept the way the CLI finds
+it: the validator's and portal's database ``D/portal.db``, its master key in
+``D/portal.db.key`` (mode 0600; ``$VTOKEN_MASTER_KEY`` instead when set), the
+outbox ``D/portal.db.outbox.jsonl`` and the PSKC file; the summary prints
+commands that open them.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import shlex
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import BinaryIO
 
 from firmware_sim.device import DeviceController
 from firmware_sim.fleet import FleetSpec, build_pskc, make_fleet
 from firmware_sim.models import get_model
 from firmware_sim.token import Token
+from host.cli.validator_cmd import KEY_SUFFIX
 from host.client import TokenClient
-from portal.messaging import OutboxSender
+from portal.messaging import OutboxSender, outbox_path
 from portal.proofing import InstantProofingProvider, VideoAgent
 from portal.records import AppPolicy, PaymentMethod, Product
 from portal.service import PortalService
 from portal.store import PortalStore
 from validator.importer import import_file
-from validator.sealing import Keyring, generate_master_key
+from validator.sealing import ENV_VAR, Keyring, generate_master_key, master_key_from_env, write_key_file
 from validator.service import Validator
 from validator.store import SQLiteStore
 from vserial.ports import PtyPort
 from vserial.server import BackgroundServer, DeviceServer
 from vtoken.clock import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
-from vtoken.errors import PortalError
+from vtoken.errors import PortalError, StorageError
 
 #: The story starts on 2026-03-02 at 09:00 UTC.
 START_NS = 1_772_442_000 * NS_PER_SECOND
@@ -44,6 +53,17 @@ FLEET_SIZE = 4
 BATCH_SECRET = bytes.fromhex("5654f4b3e2d1c0b9a8f7e6d5c4b3a2910f1e2d3c4b5a69788796a5b4c3d2e1f0")
 PSKC_PASSWORD = "demo-import"
 PHONE = "+14155550123"
+PSKC_NAME = "tokens.pskc"
+#: The validator's and the portal's tables share this database, as with ``vtoken portal --db``.
+DB_NAME = "portal.db"
+#: Files that hold seeds or keys.
+PRIVATE_MODE = 0o600
+
+
+def demo_files(folder: Path) -> tuple[Path, Path, Path, Path]:
+    """The PSKC file, database, key file and outbox a run leaves in ``folder``, named as the CLI expects."""
+    db = folder / DB_NAME
+    return folder / PSKC_NAME, db, Path(f"{db}{KEY_SUFFIX}"), outbox_path(db)
 
 
 @dataclasses.dataclass
@@ -60,6 +80,9 @@ class DemoResult:
     elapsed_s: float = 0.0
     workdir: str = ""
     kept: bool = True
+    account: str = ""
+    #: Commands (one line each, shell-quoted) that open what a kept run left behind.
+    follow_up: list[str] = dataclasses.field(default_factory=list)
 
 
 class Story:
@@ -120,7 +143,7 @@ def run_demo(workdir: str | os.PathLike[str] | None = None, echo: Callable[[str]
         if workdir is None:
             workdir = stack.enter_context(tempfile.TemporaryDirectory(prefix="vtoken-demo-"))
         folder = Path(workdir)
-        folder.mkdir(parents=True, exist_ok=True)
+        _check_folder(folder)
         story = Story(folder, echo)
         story.result.kept = kept
         _run(story, stack)
@@ -129,28 +152,60 @@ def run_demo(workdir: str | os.PathLike[str] | None = None, echo: Callable[[str]
         return story.result
 
 
+def _check_folder(folder: Path) -> None:
+    """Create the folder; refuse one that already holds a run (its database would be imported into twice)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StorageError(f"cannot create {folder}: {exc.strerror}") from None
+    if not folder.is_dir():
+        raise StorageError(f"{folder} is not a folder")
+    taken = [p.name for p in demo_files(folder) if p.exists() or p.is_symlink()]
+    if taken:
+        raise StorageError(f"{folder} already holds a demo run ({taken[0]}); choose a new or empty folder")
+
+
+def _write_private(path: Path, write: Callable[[BinaryIO], None]) -> None:
+    """Create ``path`` with mode 0600 (it holds seeds, even if encrypted) and let ``write`` fill it."""
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
+        with os.fdopen(fd, "wb") as output:
+            write(output)
+    except OSError as exc:
+        raise StorageError(f"cannot write {path}: {exc.strerror}") from None
+
+
+def _keyring(key_file: Path) -> tuple[Keyring, str]:
+    """The master key as ``vtoken validator``/``portal`` will find it: ``$VTOKEN_MASTER_KEY``, else a new key file."""
+    env = master_key_from_env()
+    if env is not None:
+        return Keyring(env), f"master key from ${ENV_VAR}"
+    key = generate_master_key()
+    write_key_file(key_file, key)
+    return Keyring(key), f"master key in {key_file.name} (mode 0600)"
+
+
 def _run(story: Story, stack: ExitStack) -> None:
     clock, folder = story.clock, story.dir
+    pskc_path, db, key_file, outbox_file = demo_files(folder)
     story.step("The factory makes a batch of tokens and ships their seeds as PSKC")
     spec = FleetSpec(batch_secret=BATCH_SECRET, model=get_model("totp30"), count=FLEET_SIZE)
     tokens = list(make_fleet(spec, clock))
-    pskc_path = folder / "tokens.pskc"
-    build_pskc(spec, created_ns=clock.now_ns(), password=PSKC_PASSWORD).write(str(pskc_path))
+    _write_private(pskc_path, build_pskc(spec, created_ns=clock.now_ns(), password=PSKC_PASSWORD).write)
     story.say(f"{FLEET_SIZE} TOTP tokens, serials {', '.join(t.serial for t in tokens)}; seeds in {pskc_path.name}")
 
     story.step("The portal's validator is set up and imports the PSKC file")
-    db = folder / "portal.db"
-    keyring = Keyring(generate_master_key())
+    keyring, key_source = _keyring(key_file)
     vstore = stack.enter_context(SQLiteStore(db))
     report = import_file(vstore, keyring, pskc_path, password=PSKC_PASSWORD)
     validator = Validator(vstore, keyring, clock)
     pstore = stack.enter_context(PortalStore(db))
-    outbox = OutboxSender(folder / "outbox.jsonl")
+    outbox = OutboxSender(outbox_file)
     instant, agent = InstantProofingProvider(), VideoAgent()
     portal = PortalService(pstore, validator, clock, outbox, instant=instant, agent=agent)
     payroll = portal.add_application("Payroll", AppPolicy.HARDWARE_ONLY)
     wiki = portal.add_application("Wiki", AppPolicy.ANY_OTP)
-    story.say(f"imported {report.count} tokens into {db.name} (seeds sealed with AES-256-GCM)")
+    story.say(f"imported {report.count} tokens into {db.name} (seeds sealed with AES-256-GCM; {key_source})")
     story.say(f"applications: {payroll.name} (hardware token only), {wiki.name} (any OTP)")
 
     first = tokens[0]
@@ -162,6 +217,7 @@ def _run(story: Story, stack: ExitStack) -> None:
 
     story.step("1. Purchase: Dana orders a token with identity proofing, paying by card")
     account = portal.create_account("dana@example.com", "Dana Whitfield", "US")
+    story.result.account = account.id
     order = portal.place_order(account.id, Product.TOKEN_PROOFED, PaymentMethod.CARD)
     story.result.order = order.id
     story.say(f"sales order {order.id}: {order.product.title}, paid by card")
@@ -321,5 +377,27 @@ def _summary(story: Story) -> None:
     story.echo(f"  served on {', '.join(r.ptys)}")
     story.echo(f"  sign-ins: {', '.join(r.sign_ins)}")
     story.echo(f"  refused as the rules require: {', '.join(r.refusals)}")
-    where = f"database, PSKC file and outbox kept in {r.workdir}" if r.kept else "temporary files removed (--dir keeps them)"
-    story.echo(f"  {len(r.steps)} steps in {r.elapsed_s:.1f} s; {where}")
+    if not r.kept:
+        story.echo(f"  {len(r.steps)} steps in {r.elapsed_s:.1f} s; temporary files removed (--dir keeps them)")
+        return
+    story.echo(f"  {len(r.steps)} steps in {r.elapsed_s:.1f} s; database, key file, outbox and PSKC file kept in {r.workdir}")
+    r.follow_up = _follow_up(story.dir, r)
+    story.echo("")
+    story.echo("Look around (each command opens what this run left behind):")
+    for line in r.follow_up:
+        story.echo(f"  {line}")
+
+
+def _follow_up(folder: Path, r: DemoResult) -> list[str]:
+    """Commands that open the kept run: the validator's tokens, the account, the outbox, the applications."""
+    _, db, _, _ = demo_files(folder)
+    validator = f"vtoken validator --db {shlex.quote(str(db))}"
+    portal = f"vtoken portal --db {shlex.quote(str(db))}"
+    lines = [f"{validator} list"]
+    lines += [f"{validator} show {serial}" for serial in r.serials[:1]]
+    if r.account:
+        lines.append(f"{portal} account show {r.account}")
+    lines += [f"{portal} outbox --to {shlex.quote(PHONE)} --last", f"{portal} app list"]
+    if master_key_from_env() is not None:
+        lines.insert(0, f"# with ${ENV_VAR} still set to the key this run used")
+    return lines

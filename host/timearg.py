@@ -56,3 +56,15 @@ def format_time_ns(ns: int) -> str:
     if rest:
         text += f".{rest:09d}".rstrip("0")
     return text + "Z"
+
+
+#: Suffix of a JSON field holding integer nanoseconds since the epoch.
+NS_SUFFIX = "_ns"
+
+
+def time_fields(name: str, ns: int | None) -> dict[str, int | str | None]:
+    """A time for ``--json``: ``{name}_ns`` (integer ns since the epoch) and ``name`` (ISO 8601 UTC).
+
+    Both are None when the time is unset.
+    """
+    return {f"{name}{NS_SUFFIX}": ns, name: format_time_ns(ns) if ns is not None else None}

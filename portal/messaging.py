@@ -16,6 +16,14 @@ from typing import Protocol
 
 from vtoken.errors import StorageError
 
+#: The outbox of a database ``<db>`` is ``<db>.outbox.jsonl`` (``vtoken portal`` and ``vtoken demo`` agree on it).
+OUTBOX_SUFFIX = ".outbox.jsonl"
+
+
+def outbox_path(db: str | os.PathLike[str]) -> Path:
+    """The default outbox file of the database ``db``."""
+    return Path(f"{os.fspath(db)}{OUTBOX_SUFFIX}")
+
 
 @dataclasses.dataclass(frozen=True)
 class Message:

@@ -416,3 +416,25 @@ def test_validate_docstring_example_works() -> None:
         result = run(*words[1:])
         assert result.exit_code == 0, result.output
         assert result.stdout == "match: step 37037036 (-1, 30 s earlier)\n"
+
+
+# --- --algorithm in any case, --at now (issue 14) ------------------------------------------------------
+
+
+@pytest.mark.parametrize(("at", "algorithm", "code"), RFC6238_VECTORS[:3])
+@pytest.mark.parametrize("spell", [str.upper, str.title])
+def test_algorithm_in_any_case(at: int, algorithm: str, code: str, spell) -> None:
+    key = RFC6238_KEYS[algorithm].hex()
+    result = run("codes", "--key", key, "--at", str(at), "--digits", "8", "--algorithm", spell(algorithm))
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == code
+
+
+@pytest.mark.parametrize("now", ["now", "NOW", " Now "])
+def test_at_now_is_this_computers_clock(monkeypatch: pytest.MonkeyPatch, now: str) -> None:
+    monkeypatch.setattr("host.cli.options.wall_time_ns", lambda: 59 * 10**9)
+    result = run("codes", "--key", RFC_KEY_HEX, "--at", now, "--digits", "8")
+    assert result.exit_code == 0, result.output
+    assert result.output.strip() == "94287082"
+    validated = run("codes", "--key", RFC_KEY_HEX, "--at", now, "--digits", "8", "--validate", "94287082")
+    assert validated.exit_code == 0 and "match: step 1 (+0)" in validated.output

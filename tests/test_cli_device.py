@@ -28,6 +28,8 @@ NEW_SEED_HEX = "c0ffee00" + "5ec12e70" * 3 + "feedface"
 DEVICE_KEY = bytes(range(32))
 T_FACTORY = 1_767_225_600 * NS_PER_SECOND  # 2026-01-01T00:00:00Z
 SERIAL = "1000000005"
+#: A serial with a correct check digit for provisioning tests.
+NEW_SERIAL = "2000000003"
 _names = itertools.count()
 
 
@@ -133,14 +135,14 @@ def test_time_set_refuses_a_time_without_zone(device: Any) -> None:
 
 def test_provision_lock_and_refusal(device: Any) -> None:
     url, token = device("totp30", lock=False)
-    args = ("provision", "--port", url, "--seed", NEW_SEED_HEX, "--serial", "2000000008", "--model", "totp30")
+    args = ("provision", "--port", url, "--seed", NEW_SEED_HEX, "--serial", NEW_SERIAL, "--model", "totp30")
     result = ok(*args)
-    assert result.output == "token 2000000008 provisioned (totp30)\n"
+    assert result.output == f"token {NEW_SERIAL} provisioned (totp30)\n"
     assert_no_secret(result)
     code = ok("press", "--port", url).output.strip()
     assert code == totp(bytes.fromhex(NEW_SEED_HEX), token.device_time_ns() // NS_PER_SECOND)
     result = ok(*args, "--lock")
-    assert result.output == "token 2000000008 provisioned (totp30)\ntoken 2000000008 locked\n"
+    assert result.output == f"token {NEW_SERIAL} provisioned (totp30)\ntoken {NEW_SERIAL} locked\n"
     assert "locked" in ok("info", "--port", url).output
     refused = run(*args)
     assert_clean_error(refused, "device refused PROVISION: locked (")
@@ -149,18 +151,18 @@ def test_provision_lock_and_refusal(device: Any) -> None:
 
 def test_provision_reads_the_seed_from_stdin(device: Any) -> None:
     url, token = device("hotp", lock=False)
-    ok("provision", "--port", url, "--seed", "-", "--serial", "2000000008", "--model", "hotp", "--counter", "7",
+    ok("provision", "--port", url, "--seed", "-", "--serial", NEW_SERIAL, "--model", "hotp", "--counter", "7",
        stdin=NEW_SEED_HEX + "\n")
     assert ok("press", "--port", url).output.strip() == hotp(bytes.fromhex(NEW_SEED_HEX), 7)
 
 
 def test_provision_refuses_bad_input_before_talking(device: Any) -> None:
     url, token = device(lock=False)
-    bad_seed = run("provision", "--port", url, "--seed", "zz" + NEW_SEED_HEX, "--serial", "2000000008",
+    bad_seed = run("provision", "--port", url, "--seed", "zz" + NEW_SEED_HEX, "--serial", NEW_SERIAL,
                    "--model", "totp30")
     assert_clean_error(bad_seed, "--seed", code=2)
     assert_no_secret(bad_seed)
-    too_wide = run("provision", "--port", url, "--seed", NEW_SEED_HEX, "--serial", "2000000008",
+    too_wide = run("provision", "--port", url, "--seed", NEW_SEED_HEX, "--serial", NEW_SERIAL,
                    "--model", "totp30-8")  # an 8-digit model on a 6-digit display
     assert_clean_error(too_wide, "device refused PROVISION: bad value (")
     assert_no_secret(too_wide)
@@ -190,7 +192,7 @@ def test_ports_that_do_not_exist(command: str, port: str, words: str) -> None:
 
 
 def test_provision_on_a_missing_port() -> None:
-    result = run("provision", "--port", "/dev/pts/9999", "--seed", NEW_SEED_HEX, "--serial", "2000000008",
+    result = run("provision", "--port", "/dev/pts/9999", "--seed", NEW_SEED_HEX, "--serial", NEW_SERIAL,
                  "--model", "totp30")
     assert_clean_error(result, "cannot open /dev/pts/9999: no such port")
     assert_no_secret(result)
@@ -212,3 +214,61 @@ def test_port_is_required() -> None:
     result = run("press")
     assert result.exit_code == 2
     assert "--port" in result.output
+
+
+# --- provision: RFC 4226 seed length and the serial's check digit ------------------------------------------
+
+SHORT_SEED_HEX = "c0ffee00" * 3 + "5ec1"  # 14 bytes: below RFC 4226's 128 bits
+MISTYPED_SERIAL = "2000000030"  # NEW_SERIAL with its last two digits swapped
+
+
+@pytest.mark.parametrize("seed_hex", ["ab", SHORT_SEED_HEX])
+def test_provision_refuses_a_short_seed(device: Any, seed_hex: str) -> None:
+    url, token = device(lock=False)
+    result = run("provision", "--port", url, "--seed", seed_hex, "--serial", NEW_SERIAL, "--model", "totp30")
+    assert_clean_error(result, "RFC 4226 requires at least 16", code=2)
+    assert "--allow-short-seed" in result.stderr and SHORT_SEED_HEX not in result.output
+    assert token.serial == SERIAL  # nothing was sent
+
+
+def test_provision_takes_a_short_seed_when_told(device: Any) -> None:
+    url, token = device(lock=False)
+    ok("provision", "--port", url, "--seed", "ab", "--serial", NEW_SERIAL, "--model", "totp30", "--allow-short-seed")
+    assert ok("press", "--port", url).output.strip() == totp(b"\xab", token.device_time_ns() // NS_PER_SECOND)
+
+
+def test_provision_takes_16_bytes_without_a_word(device: Any) -> None:
+    url, _ = device(lock=False)
+    result = ok("provision", "--port", url, "--seed", NEW_SEED_HEX[:32], "--serial", NEW_SERIAL, "--model", "totp30")
+    assert result.stderr == ""
+
+
+def test_provision_refuses_a_mistyped_serial(device: Any) -> None:
+    url, token = device(lock=False)
+    result = run("provision", "--port", url, "--seed", NEW_SEED_HEX, "--serial", MISTYPED_SERIAL, "--model", "totp30")
+    assert_clean_error(result, f"serial {MISTYPED_SERIAL} fails its check digit: probably mistyped", code=2)
+    assert "--force-serial" in result.stderr
+    assert token.serial == SERIAL
+
+
+def test_provision_takes_a_mistyped_serial_with_force_and_warns(device: Any) -> None:
+    url, token = device(lock=False)
+    result = ok("provision", "--port", url, "--seed", NEW_SEED_HEX, "--serial", "200-000-003-0", "--model", "totp30",
+                "--force-serial")
+    assert result.stdout == f"token {MISTYPED_SERIAL} provisioned (totp30)\n"
+    assert result.stderr.startswith(f"warning: serial {MISTYPED_SERIAL} fails its check digit: probably mistyped")
+    assert token.serial == MISTYPED_SERIAL
+
+
+@pytest.mark.parametrize("serial", ["ZZ8000000001", "306EUO4-00960", "9876543210123", "987654321"])
+def test_provision_takes_vendor_serials(device: Any, serial: str) -> None:
+    """Vendor serials (letters, or another length) carry no check digit: no warning."""
+    url, token = device(lock=False)
+    result = ok("provision", "--port", url, "--seed", NEW_SEED_HEX, "--serial", serial, "--model", "TOTP30")
+    assert result.stderr == "" and token.serial == serial
+
+
+def test_time_set_now_in_any_case(device: Any) -> None:
+    url, token = device()
+    ok("time", "--port", url, "--set", " NOW ")
+    assert abs(token.device_time_ns() - T_FACTORY) > 86_400 * NS_PER_SECOND

@@ -308,3 +308,25 @@ def test_cli_instant_proofing_with_typed_answers(cli: Portal) -> None:
     assert "passed; credential CRED-1: activated" in passed and "register ACC-1" in passed
     c1, c2 = cli.codes(FIRST, T0 + DAY + 15, 2)
     cli.ok("register", "ACC-1", FIRST, c1, c2, "--at", T0 + DAY + 45)
+
+
+def test_cli_every_refusal_exits_1(cli: Portal) -> None:
+    """A portal refusal exits 1 like a validator refusal; a malformed serial at shipping is one too."""
+    cli.ok("account", "create", EMAIL, NAME, "--at", T0)
+    cli.ok("order", "place", "ACC-1", "--product", "token", "--payment", "card", "--at", T0)
+    for bad in ("bad!serial", "x" * 80):
+        cli.refused("order", "ship", "SO-12345", bad, "--at", T0, code="serial-malformed")
+    cli.refused("order", "ship", "SO-12345", "1000000099", "--at", T0, code="unknown-serial")
+    cli.refused("order", "ship-replacement", "SO-12345", "bad!serial", "--at", T0, code="serial-malformed")
+    cli.refused("order", "pay", "SO-12345", "--at", T0, code="already-paid")
+
+
+def test_cli_at_now(cli: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
+    """--at takes 'now' (any case) on every portal step, as 'time --set now' does."""
+    monkeypatch.setattr("host.cli.options.wall_time_ns", lambda: T0 * 10**9)
+    cli.ok("account", "create", EMAIL, NAME, "--country", "US", "--at", "now")
+    cli.ok("order", "place", "ACC-1", "--product", "token", "--payment", "card", "--at", "NOW")
+    shown = cli.ok("account", "show", "ACC-1")
+    assert "card  paid" in shown, shown
+    placed = json.loads(cli.ok("account", "show", "ACC-1", "--json"))["orders"][0]
+    assert placed["placed_ns"] == T0 * 10**9 and placed["placed"] == "2026-03-02T09:00:00Z"

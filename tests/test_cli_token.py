@@ -176,6 +176,28 @@ def test_token_new_force_replaces(fob: Path) -> None:
     assert "totp60" in ok("token", "show", "--state", str(fob), "--at", MADE).output
 
 
+def test_token_new_force_on_a_served_token_is_refused(fob: Path) -> None:
+    """Issue 14 #3: `serve` holds the token's lock; `token new --force` must not write under it."""
+    import os
+
+    from firmware_sim.statefile import locked
+
+    before = fob.read_bytes()
+    with locked(fob, wait=False, holder="vtoken serve"):  # exactly what `vtoken serve` holds while it runs
+        result = run("token", "new", "--state", str(fob), "--model", "totp60", "--at", MADE, "--force")
+    assert_clean_error(result, f"device busy: {fob} is in use by another process", code=1)
+    assert f"(vtoken serve, pid {os.getpid()})" in result.output
+    assert_no_secret(result)
+    assert fob.read_bytes() == before
+    ok("token", "new", "--state", str(fob), "--model", "totp60", "--at", MADE, "--force")  # once free: replaced
+
+
+def test_token_new_in_a_missing_folder(tmp_path: Path) -> None:
+    result = run("token", "new", "--state", str(tmp_path / "no" / "fob.token"), "--secret", SECRET, "--at", MADE)
+    assert_clean_error(result, "does not exist", code=1)
+    assert not (tmp_path / "no").exists()
+
+
 def test_token_new_defaults_give_a_valid_random_serial(tmp_path: Path) -> None:
     path = tmp_path / "r.token"
     ok("token", "new", "--state", str(path), "--at", MADE)
@@ -304,8 +326,11 @@ def test_corrupt_token_file(fob: Path, damage, words: str, command: list[str]) -
 
 @pytest.mark.parametrize("command", [["codes"], ["token", "show"]])
 def test_missing_token_file(tmp_path: Path, command: list[str]) -> None:
+    """A missing input file is bad input: exit 2, as click reports for its own path checks (and 'serve')."""
     result = run(*command, "--state", str(tmp_path / "absent.token"), "--at", YEAR_LATER)
-    assert_clean_error(result, "does not exist", code=1)
+    assert_clean_error(result, "does not exist", code=2)
+    folder = run(*command, "--state", str(tmp_path), "--at", YEAR_LATER)
+    assert_clean_error(folder, "is a directory", code=2)
 
 
 @pytest.mark.parametrize("command", [["codes"], ["token", "show"]])
@@ -376,3 +401,17 @@ def test_codes_state_with_a_dead_battery_is_an_error(tmp_path: Path) -> None:
     result = run("codes", "--state", str(state), "--at", "2032-01-01T00:00:00Z")  # 6 years: battery is dead
     assert_clean_error(result, "battery is dead", code=1)
     assert_no_secret(result)
+
+
+@pytest.mark.parametrize("now", ["now", "NOW"])
+def test_show_at_now_and_json(fob: Path, monkeypatch: pytest.MonkeyPatch, now: str) -> None:
+    """'token show --at now' is this computer's clock; --json prints the same facts as one object."""
+    monkeypatch.setattr("host.cli.options.wall_time_ns", lambda: parse_time_ns(YEAR_LATER))
+    text = ok("token", "show", "--state", str(fob), "--at", now).output
+    assert "true time:     2027-01-01T00:00:15Z" in text
+    shown = json.loads(ok("token", "show", "--state", str(fob), "--at", now, "--json").stdout)
+    assert shown["true_time"] == "2027-01-01T00:00:15Z" and shown["true_time_ns"] == parse_time_ns(YEAR_LATER)
+    assert shown["serial"] == SERIAL and shown["model"] == "totp30" and shown["kind"] == "totp"
+    assert f"offset:        {shown['offset_ns'] / NS_PER_SECOND:+.3f} s" in text
+    assert shown["offset_ns"] > 0  # +20 ppm: the token runs fast
+    assert_no_secret(ok("token", "show", "--state", str(fob), "--json"))

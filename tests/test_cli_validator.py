@@ -251,7 +251,8 @@ def test_import_of_a_corrupt_pskc_file(cli: Cli, tmp_path: Path) -> None:
         bad.write_text(text)
         clean_error(*cli.v("import", bad), words=str(bad))
     assert token_rows(cli.db) == before
-    clean_error(*cli.v("import", tmp_path / "missing.pskc"), words="missing.pskc")
+    # A missing input file is bad input (exit 2), as click reports for its own path checks.
+    clean_error(*cli.v("import", tmp_path / "missing.pskc"), words="missing.pskc", code=2)
 
 
 # --- register, check, show ------------------------------------------------------------------------
@@ -449,14 +450,17 @@ def test_environment_key_wins_over_the_key_file(cli: Cli) -> None:
 
 
 def test_missing_database(tmp_path: Path) -> None:
+    """A database never initialised is an operational error (exit 1, 'run init'), not bad input."""
     db = tmp_path / "nope.db"
+    pskc_file = tmp_path / "x.pskc"
+    pskc_file.write_text("<KeyContainer/>")
     for args in (("list",), ("check", FIRST, "123456"), ("register", FIRST, "123456", "654321"), ("show", FIRST),
-                 ("unlock", FIRST), ("import", tmp_path / "x.pskc")):
+                 ("unlock", FIRST), ("import", pskc_file)):
         clean_error("validator", "--db", db, *args, words="init", env={ENV_VAR: generate_master_key().to_hex()})
         assert not db.exists()  # no empty database left behind
     for args in (("list",), ("rotate-key",)):
         clean_error("validator", "--db", db, *args, words="init")
-    assert not db.exists() and list(tmp_path.iterdir()) == []
+    assert not db.exists() and list(tmp_path.iterdir()) == [pskc_file]
 
 
 def test_missing_key_file(cli: Cli) -> None:
@@ -507,3 +511,32 @@ def test_import_of_vendor_files_with_their_options(cli: Cli, tmp_path: Path) -> 
     assert "imported 1 token from" in ok(*cli.v("import", uris)).output
     clean_error(*cli.v("import", mixed, "--certificate", tmp_path / "missing.pem"), words="--certificate", code=2)
     clean_error(*cli.v("import", mixed, "--certificate", mixed, "--ignore-signature"), words="not both", code=2)
+
+
+# --- --at now, plurals (issue 14) ----------------------------------------------------------------------
+
+
+def test_at_now_is_this_computers_clock(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every --at takes 'now' (any case), as 'time --set now' does."""
+    now_s = [DAY_S]
+    monkeypatch.setattr("host.cli.options.wall_time_ns", lambda: now_s[0] * 1_000_000_000)
+    code1, code2 = codes(cli.token(FIRST), DAY_S - 30, 2)
+    assert "registered" in ok(*cli.v("register", FIRST, code1, code2, "--at", "now")).output
+    now_s[0] = DAY_S + 60
+    (code,) = codes(cli.token(FIRST), DAY_S + 60)
+    assert "accepted" in ok(*cli.v("check", FIRST, code, "--at", "NOW")).output
+    refused(*cli.v("check", FIRST, code, "--at", " now "), reason="replay")
+    shown = ok(*cli.v("show", FIRST, "--at", "Now")).output
+    assert "at 2026-01-02T00:01:15Z" in shown
+    assert "unlocked" in ok(*cli.v("unlock", FIRST, "--at", "now")).output
+
+
+def test_counts_of_one_are_singular(tmp_path: Path) -> None:
+    c = Cli.__new__(Cli)
+    c.tmp, c.db, c.key_file = tmp_path, tmp_path / "v.db", tmp_path / "v.db.key"
+    c.fleet = make_fleet(tmp_path, count=1)
+    ok(*c.v("init"))
+    assert f"imported 1 token from {c.fleet / 'tokens.pskc'}" in ok(*c.v("import", c.fleet / "tokens.pskc")).output
+    assert ok(*c.v("list")).output.splitlines()[-1] == "1 token"
+    assert "history:      0 matched codes" in ok(*c.v("show", FIRST)).output
+    assert ok(*c.v("rotate-key")).output.startswith("1 seed re-encrypted under key ")

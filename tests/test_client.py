@@ -14,7 +14,7 @@ from firmware_sim.factory import manufacture
 from firmware_sim.models import get_model
 from firmware_sim.token import Token
 from host.client import TokenClient
-from host.connection import Connection, LoopbackConnection, SerialConnection, register_url_handler
+from host.connection import Connection, DeviceBusyError, LoopbackConnection, SerialConnection, register_url_handler
 from vserial import inproc
 from vtoken import wire
 from vtoken.clock import NS_PER_DAY, NS_PER_SECOND, SimulatedClock
@@ -296,6 +296,33 @@ def test_consecutive_presses_in_new_sessions_each_press() -> None:
     assert codes == [hotp(SEED, c) for c in range(3)]
 
 
+# Item 3 of issue 14: a new session whose first request repeats the last one (seq and bytes) pressed nothing.
+def test_a_new_session_executes_a_request_that_repeats_the_previous_sessions_last(device: Any) -> None:
+    url, token = device("hotp")
+    codes = []
+    for _ in range(2):
+        with TokenClient.open(url, first_seq=0x2A00) as client:  # HELLO at 0x2a00, PRESS at 0x2a01: same bytes
+            assert client.session is not None and client.session.protocol_version == wire.PROTOCOL_VERSION
+            codes.append(client.press())
+    assert codes == [hotp(SEED, 0), hotp(SEED, 1)]
+    assert token.flash.counter == 2
+
+
+def test_open_starts_the_session_with_hello() -> None:
+    controller = DeviceController(make_token())
+    conn = FlakyConnection(controller)
+    client = TokenClient(conn, first_seq=77)
+    assert client.session is None
+    hello = client.hello()
+    assert conn.writes == [b"\x00" + wire.encode_request(77, Command.HELLO)]
+    assert client.session == hello and hello.sim_control is False
+    url = inproc.register("client-test-hello", controller)
+    try:
+        assert TokenClient.open(url, hello=False).session is None
+    finally:
+        inproc.unregister("client-test-hello")
+
+
 # --- retries -----------------------------------------------------------------------------------------
 
 
@@ -367,6 +394,44 @@ def test_damaged_reply_and_seq0_nak_are_retried() -> None:
     conn = ScriptedConnection([bytes(damaged), seq0_nak, ack])
     assert TokenClient(conn, timeout=FAST, first_seq=5).time_get() == 123
     assert len(conn.writes) == 3 and len(set(conn.writes)) == 1
+
+
+# Item 4 of issue 14: only frame-level NAKs ("I could not read the frame") are resent, never command-level ones.
+@pytest.mark.parametrize("nak", [
+    wire.encode_nak(0, Command.PRESS, Status.INTERNAL, "state not saved (OSError)"),  # the press did happen
+    wire.encode_nak(0, Command.PRESS, Status.BAD_VALUE, "refused"),
+    wire.encode_nak(0, None, Status.INTERNAL, "internal error"),
+    wire.encode_nak(9, Command.PRESS, Status.BAD_LENGTH, "length field says 4 but 0 payload bytes follow"),
+])
+def test_a_command_level_nak_is_final_even_with_seq_0(nak: bytes) -> None:
+    conn = ScriptedConnection([nak, wire.encode_ack(9, Command.PRESS, text="123456")])
+    with pytest.raises(NakError) as refused:
+        TokenClient(conn, timeout=FAST, first_seq=9).press()
+    assert refused.value.code is wire.decode_response(wire.unframe(nak)).status
+    assert len(conn.writes) == 1  # not resent: a second PRESS could have pressed twice
+
+
+def test_frame_level_naks_are_resent() -> None:
+    naks = [wire.encode_nak(0, None, status, "x") for status in (Status.BAD_FRAME, Status.BAD_CRC, Status.BAD_LENGTH)]
+    conn = ScriptedConnection([*naks, wire.encode_ack(9, Command.PRESS, text="123456")])
+    assert TokenClient(conn, timeout=FAST, first_seq=9, retries=3).press() == "123456"
+    assert len(conn.writes) == 4 and len(set(conn.writes)) == 1
+
+
+def test_a_stale_seq0_nak_for_another_command_is_skipped() -> None:
+    conn = ScriptedConnection([wire.encode_nak(0, Command.INFO, Status.BAD_VALUE, "old")
+                               + wire.encode_ack(9, Command.PRESS, text="123456")])
+    assert TokenClient(conn, timeout=FAST, first_seq=9).press() == "123456"
+
+
+# Item 2 of issue 14: a busy TCP device is "device busy", not a lost connection.
+@pytest.mark.parametrize("seq", [0, 9])
+def test_a_busy_nak_raises_device_busy_and_is_not_resent(seq: int) -> None:
+    conn = ScriptedConnection([wire.encode_nak(seq, Command.HELLO if seq else None, Status.BUSY, wire.BUSY_MESSAGE)])
+    with pytest.raises(DeviceBusyError) as busy:
+        TokenClient(conn, timeout=FAST, first_seq=9).hello()
+    assert str(busy.value) == "device busy: another client is connected (fake://scripted)"
+    assert isinstance(busy.value, TransportError) and len(conn.writes) == 1
 
 
 def test_final_nak_is_not_retried() -> None:

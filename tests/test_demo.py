@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
+import stat
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
+from host.cli.main import main
 from host.demo import run_demo
 from portal.store import PortalStore
+from validator.sealing import ENV_VAR
+from vtoken.errors import StorageError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,7 +60,9 @@ def _in_order(wanted: tuple[str, ...], seen: list[str]) -> bool:
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[object, list[str], Path]:
     folder = tmp_path_factory.mktemp("demo")
     lines: list[str] = []
-    result = run_demo(folder, echo=lines.append)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv(ENV_VAR, raising=False)  # the run makes its own key file
+        result = run_demo(folder, echo=lines.append)
     return result, lines, folder
 
 
@@ -101,7 +109,7 @@ def test_demo_serves_two_tokens_on_two_ptys(demo: tuple) -> None:
 
 def test_demo_outbox_has_the_license_key_and_phone_codes(demo: tuple) -> None:
     _, lines, folder = demo
-    messages = [json.loads(line) for line in (folder / "outbox.jsonl").read_text().splitlines()]
+    messages = [json.loads(line) for line in (folder / "portal.db.outbox.jsonl").read_text().splitlines()]
     key_mails = [m for m in messages if m["channel"] == "email" and "license key:" in m["body"]]
     assert len(key_mails) == 1
     key = key_mails[0]["body"].split("license key:")[1].split()[0]
@@ -125,3 +133,70 @@ def test_vtoken_demo_command_runs_in_a_subprocess() -> None:
     assert elapsed < 60
     assert "Summary" in proc.stdout
     assert "Traceback" not in proc.stderr
+
+
+# --- what --dir leaves behind (issue 14 #7) -------------------------------------------------------
+
+
+def _follow_up_commands(lines: list[str]) -> list[str]:
+    """The commands printed after "Look around", one per line."""
+    start = next(i for i, line in enumerate(lines) if line.startswith("Look around"))
+    return [line.strip() for line in lines[start + 1 :] if line.strip() and not line.strip().startswith("#")]
+
+
+def test_demo_dir_leaves_the_files_the_cli_opens(demo: tuple) -> None:
+    _, _, folder = demo
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == ["portal.db", "portal.db.key", "portal.db.outbox.jsonl", "tokens.pskc"]
+    for name in names:  # database, key, outbox and PSKC file all hold secrets or codes
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o600, name
+
+
+def test_every_printed_follow_up_command_works(demo: tuple, monkeypatch: pytest.MonkeyPatch) -> None:
+    result, lines, folder = demo
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    commands = _follow_up_commands(lines)
+    assert commands == result.follow_up
+    assert len(commands) >= 4
+    seen = []
+    for command in commands:
+        argv = shlex.split(command)
+        assert argv[0] == "vtoken", command
+        run = CliRunner().invoke(main, argv[1:])
+        assert run.exit_code == 0, f"{command}: {run.output}"
+        assert run.exception is None, command
+        seen.append(run.output)
+    text = "\n".join(seen)
+    assert result.serials[0] in text  # the validator knows the demo's tokens
+    assert "Dana Whitfield" in text  # the portal knows the account
+    assert "Your code is" in text  # the outbox is the one the demo wrote to
+    assert "payroll" in text
+
+
+def test_the_outbox_command_reads_what_the_demo_sent(demo: tuple) -> None:
+    _, lines, folder = demo
+    run = CliRunner().invoke(main, ["portal", "--db", str(folder / "portal.db"), "outbox", "--to", "dana@example.com"])
+    assert run.exit_code == 0, run.output
+    key_line = next(line for line in lines if "e-mails the license key" in line)
+    assert key_line.rsplit(": ", 1)[1] in run.output
+
+
+def test_a_second_run_into_the_same_folder_is_refused_cleanly(demo: tuple) -> None:
+    _, _, folder = demo
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    with pytest.raises(StorageError, match="already holds a demo run"):
+        run_demo(folder, echo=lambda _: None)
+    run = CliRunner().invoke(main, ["demo", "--dir", str(folder)])
+    assert run.exit_code == 1 and "already holds a demo run" in run.output and "Traceback" not in run.output
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+
+
+def test_demo_with_the_master_key_in_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, "11" * 32)
+    lines: list[str] = []
+    result = run_demo(tmp_path / "run", echo=lines.append)
+    assert not (tmp_path / "run" / "portal.db.key").exists()  # the key the CLI will use is the environment's
+    for command in result.follow_up:
+        if not command.startswith("#"):
+            run = CliRunner().invoke(main, shlex.split(command)[1:])
+            assert run.exit_code == 0, f"{command}: {run.output}"

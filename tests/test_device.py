@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from firmware_sim.battery import Battery
 from firmware_sim.button import LONG_PRESS_NS
-from firmware_sim.device import MUTATING_COMMANDS, DeviceController, status_for
+from firmware_sim.device import MAX_DEVICE_TIME_NS, MUTATING_COMMANDS, DeviceController, status_for
 from firmware_sim.display import encode_text
 from firmware_sim.factory import manufacture
 from firmware_sim.flash import Flash
@@ -200,6 +200,72 @@ def test_power_cycle_forgets_the_cached_reply() -> None:
     assert s.token.flash.counter == 2
 
 
+# Item 3 of issue 14: a new session starting at the previous session's last seq, with the same bytes, got the
+# cached reply and the command was not executed. HELLO starts a session and clears that memory.
+def test_after_hello_a_repeated_seq_and_body_is_executed() -> None:
+    s = Session("hotp")
+    press = wire.encode_request(0x2A00, Command.PRESS)
+    first = decode_all(s.device.feed(press))[0]
+    assert decode_all(s.device.feed(press))[0] == first  # a retry inside a session: answered from memory
+    assert s.token.flash.counter == 1
+    hello = s.send(0x29FF, Command.HELLO)  # the next session starts
+    assert hello.payload == wire.HelloResponse(protocol_version=wire.PROTOCOL_VERSION,
+                                               max_frame_size=wire.MAX_FRAME_SIZE,
+                                               firmware_version=FIRMWARE_VERSION, sim_control=True)
+    second = decode_all(s.device.feed(press))[0]  # byte for byte the previous session's last request
+    assert (first.payload.text, second.payload.text) == (hotp(SEED, 0), hotp(SEED, 1))
+    assert s.token.flash.counter == 2
+
+
+def test_hello_is_always_executed_and_leaves_nothing_remembered() -> None:
+    s = Session("hotp", sim_control=False)
+    hello = wire.encode_request(5, Command.HELLO)
+    s.device.feed(hello)
+    assert decode_all(s.device.feed(hello))[0].payload.sim_control is False  # resent: executed again, harmless
+    s.send(6, Command.PRESS)
+    s.send(6, Command.HELLO)  # same seq, another body: a HELLO still
+    s.send(6, Command.PRESS)
+    assert s.token.flash.counter == 2
+    s.token.battery.set_level(s.token.now_ns(), 0)
+    assert s.ok(Command.HELLO).protocol_version == wire.PROTOCOL_VERSION  # a production token, battery dead
+    assert Command.HELLO not in MUTATING_COMMANDS
+
+
+# Item 6 of issue 14: "must be between 0 and 1, not 1001/1000" for a per-mille field.
+@pytest.mark.parametrize(("command", "fields", "message"), [
+    (Command.SET_BATTERY, {"per_mille": 1001},
+     "battery level must be between 0 and 1000 per mille (0-100 %), not 1001"),
+    (Command.SET_TEMPERATURE, {"centi_celsius": 20001},
+     "temperature must be between -10000 and 20000 centi-degrees C (-100 to 200 C), not 20001"),
+    (Command.SET_TEMPERATURE, {"centi_celsius": -10001},
+     "temperature must be between -10000 and 20000 centi-degrees C (-100 to 200 C), not -10001"),
+    (Command.SET_CRYSTAL_PPM, {"ppb": -1_000_001},
+     "crystal error must be between -1000000 and 1000000 ppb (+-1000 ppm), not -1000001"),
+])
+def test_out_of_range_values_are_named_in_the_fields_wire_units(command: Command, fields: dict[str, int],
+                                                                   message: str) -> None:
+    s = Session()
+    before = (s.token.battery.to_dict(), s.token.rtc.to_dict())
+    assert s.nak(command, Status.BAD_VALUE, **fields) == message
+    assert (s.token.battery.to_dict(), s.token.rtc.to_dict()) == before
+    edge = {"per_mille": 1000} if command is Command.SET_BATTERY else (
+        {"centi_celsius": 20000} if command is Command.SET_TEMPERATURE else {"ppb": -1_000_000})
+    s.ok(command, **edge)
+
+
+# Item 5 of issue 14: each PRESS moves the token's true time by 120 ms (documented in docs/protocol.md).
+def test_a_press_takes_120_ms_and_a_long_press_6_12_s_of_true_time() -> None:
+    s = Session()
+    start = s.ok(Command.ADVANCE_TIME, ns=0).true_time_ns
+    s.ok(Command.PRESS)
+    assert s.ok(Command.ADVANCE_TIME, ns=0).true_time_ns == start + 120 * 10**6
+    s.ok(Command.LONG_PRESS)
+    assert s.ok(Command.ADVANCE_TIME, ns=0).true_time_ns == start + 6_240 * 10**6
+    # ADVANCE_TIME counts from the simulated clock, which presses do not move: the token catches up.
+    assert s.clock.now_ns() == start
+    assert s.ok(Command.ADVANCE_TIME, ns=30 * NS_PER_SECOND).true_time_ns == start + 30 * NS_PER_SECOND
+
+
 def test_long_press_steps_through_the_menu() -> None:
     s = Session()
     assert s.ok(Command.LONG_PRESS).text == SERIAL[-6:]
@@ -363,6 +429,22 @@ def test_advance_time_cannot_pass_the_largest_wire_time() -> None:
     s = Session()
     s.nak(Command.ADVANCE_TIME, Status.BAD_VALUE, ns=2**64 - 1)
     assert s.clock.now_ns() == T_FACTORY
+
+
+@pytest.mark.parametrize("device_time_ns", [2**64 - 1, MAX_DEVICE_TIME_NS + 1])
+def test_issue_15_a_device_time_every_reply_can_carry(device_time_ns: int) -> None:
+    """TIME_SET to 2**64-1 was accepted, and a second later TIME_GET and ADVANCE_TIME answered NAK INTERNAL."""
+    s = Session()
+    assert "2500-01-01" in s.nak(Command.TIME_SET, Status.BAD_VALUE, device_time_ns=device_time_ns)
+    assert s.ok(Command.TIME_SET, device_time_ns=MAX_DEVICE_TIME_NS).device_time_ns == MAX_DEVICE_TIME_NS
+    for _ in range(3):  # time passes at the limit: every reply still encodes
+        s.ok(Command.ADVANCE_TIME, ns=NS_PER_DAY)
+        assert s.ok(Command.TIME_GET).device_time_ns > MAX_DEVICE_TIME_NS
+        s.ok(Command.INFO)
+    s.ok(Command.SET_CRYSTAL_PPM, ppb=1_000_000)  # the fastest crystal, for 20 years more
+    s.ok(Command.ADVANCE_TIME, ns=20 * 365 * NS_PER_DAY)
+    assert s.ok(Command.TIME_GET).device_time_ns < 2**64
+    assert "2500-01-01" in s.nak(Command.ADVANCE_TIME, Status.BAD_VALUE, ns=2**63)
 
 
 def test_set_crystal_ppm_makes_the_clock_drift() -> None:

@@ -115,3 +115,70 @@ def test_a_client_from_the_document_alone(tmp_path: Path) -> None:
     finally:
         os.close(fd)
         served.stop()
+
+
+HELLO = 0x07
+STATUS_BUSY = 0x0C
+
+
+def _hotp_token(tmp_path: Path) -> Path:
+    state = tmp_path / "fob.token"
+    subprocess.run(
+        [sys.executable, "-m", "host.cli.main", "token", "new", "--state", str(state), "--model", "hotp",
+         "--secret", SEED_HEX, "--serial", "1000000005", "--at", "2026-01-01T00:00:00Z"],
+        check=True, capture_output=True,
+    )
+    return state
+
+
+def _open_pty(path: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd, termios.TCSANOW)
+    return fd
+
+
+def test_sessions_start_with_hello_as_the_document_says(tmp_path: Path) -> None:
+    """Section "Sessions": session 2 repeats session 1's last PRESS (seq and bytes) after HELLO, and it presses."""
+    served = start_serve(_hotp_token(tmp_path), "--sim")
+    codes = []
+    try:
+        for session in range(2):
+            fd = _open_pty(served.lines["pty"])
+            try:
+                os.write(fd, request(0x29FF, HELLO))
+                seq, command, status, payload = read_response(fd)
+                assert (seq, command, status) == (0x29FF, HELLO, STATUS_OK)
+                version, max_frame = struct.unpack(">BH", payload[:3])
+                (firmware,), rest = texts(payload[3:], 1)
+                assert (version, max_frame, rest) == (VERSION, 512, b"\x01") and firmware  # sim_control true
+                os.write(fd, request(0x2A00, PRESS))  # byte for byte the same request in both sessions
+                seq, command, status, payload = read_response(fd)
+                assert (seq, command, status) == (0x2A00, PRESS, STATUS_OK)
+                codes.append(texts(payload, 1)[0][0])
+            finally:
+                os.close(fd)
+    finally:
+        served.stop()
+    assert codes == [hotp(bytes.fromhex(SEED_HEX), 0), hotp(bytes.fromhex(SEED_HEX), 1)]
+
+
+def test_a_second_tcp_client_gets_busy_as_the_document_says(tmp_path: Path) -> None:
+    import socket
+
+    served = start_serve(_hotp_token(tmp_path), "--sim", "--no-pty", "--tcp", "127.0.0.1:0")
+    host, port = served.lines["tcp"].removeprefix("socket://").rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=TIMEOUT_S) as first:
+            first.sendall(request(1, HELLO))
+            assert first.recv(512)
+            with socket.create_connection((host, int(port)), timeout=TIMEOUT_S) as second:
+                second.sendall(request(0x0C01, HELLO))
+                data = b""
+                while chunk := second.recv(512):  # one NAK, then the server hangs up
+                    data += chunk
+        body = cobs_decode(data.rstrip(b"\x00"))
+        version, seq, command, status, length = struct.unpack(">BHBBH", body[:7])
+        assert (seq, command, status) == (0x0C01, HELLO, STATUS_BUSY)
+        assert body[7 : 7 + length] == b"device busy: another client is connected"
+    finally:
+        served.stop()

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
+import signal
 import stat
+import subprocess
+import sys
+import time
 from fractions import Fraction
 from pathlib import Path
 
 import pskc
 import pytest
+from click.testing import CliRunner
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from pskc.exceptions import DecryptionError
@@ -22,9 +29,11 @@ from firmware_sim.fleet import (
     draw_ppm,
     make_fleet,
 )
+from firmware_sim import fleetdir
 from firmware_sim.fleetdir import PSKC_FILENAME, write_fleet
 from firmware_sim.models import get_model
-from firmware_sim.statefile import load_token
+from firmware_sim.statefile import load_token, token_file_bytes, token_to_dict
+from host.cli.main import main
 from vtoken.clock import NS_PER_DAY, NS_PER_SECOND, SimulatedClock
 from vtoken.errors import InvalidConfigError, InvalidInputError, StorageError
 from vtoken.oath import hotp, totp
@@ -262,7 +271,8 @@ def test_write_fleet_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.iterdir()) == sorted([PSKC_FILENAME] + [f"{x}.token" for x in serials])
     for p in out.iterdir():
         assert stat.S_IMODE(p.stat().st_mode) == 0o600, p.name
-    assert calls == [("tokens", i) for i in range(1, 5)] + [("pskc", i) for i in range(1, 5)]
+    # Token files written one by one, then the PSKC file (all its keys at once), then everything on disk.
+    assert calls == [("tokens", i) for i in range(1, 5)] + [("pskc", 4), ("synced", 4)]
 
     parsed = pskc.PSKC(str(target))
     parsed.encryption.derive_key(PASSWORD)
@@ -371,3 +381,243 @@ def test_errors_never_contain_secrets() -> None:
     with pytest.raises(InvalidConfigError) as info2:
         FleetSpec(batch_secret=BATCH[:15], model=get_model("totp30"), count=1)
     assert BATCH[:15].hex() not in str(info2.value)
+
+
+# --- all or nothing, durable, fast (issue 14 #4) ----------------------------------------------------------------
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, raised from the progress callback at a chosen point."""
+
+
+def interrupt_at(stage: str, when: int):
+    def progress(seen_stage: str, done: int) -> None:
+        if seen_stage == stage and done >= when:
+            raise Interrupted
+
+    return progress
+
+
+def expected_files(s: FleetSpec) -> dict[str, bytes]:
+    """Every token file as the ordinary path makes it: manufacture each token, save it."""
+    return {
+        f"{t.serial}.token": token_file_bytes(token_to_dict(t)) for t in make_fleet(s, SimulatedClock(FACTORY_NS))
+    }
+
+
+def token_files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in folder.iterdir() if p.name.endswith(".token")}
+
+
+def leftovers(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir() if ".staging-" in p.name)
+
+
+@pytest.fixture(params=[False, True], ids=["pskc-inline", "pskc-in-a-child"])
+def pskc_in_child(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Run a test with the PSKC file written here, and by the forked child (as for large fleets)."""
+    if request.param:
+        if not fleetdir._can_fork():
+            pytest.fail("this test process has threads: the child-process path cannot be tested")
+        monkeypatch.setattr(fleetdir, "PARALLEL_PSKC_MIN", 1)
+    else:
+        monkeypatch.setattr(fleetdir, "PARALLEL_PSKC_MIN", 10**9)
+    return request.param
+
+
+@pytest.mark.parametrize("model", ["totp30", "totp60", "hotp", "totp30-8", "totp30-sha256"])
+def test_fleet_files_are_exactly_the_manufactured_tokens(tmp_path: Path, model: str) -> None:
+    """The template path gives byte for byte what manufacturing and saving each token gives."""
+    s = spec(model, count=40, first_serial=999_999_950)
+    stamper = fleetdir.TokenFileStamper(s, SimulatedClock(FACTORY_NS))
+    assert stamper.fast  # the first and last token matched: every token is stamped
+    write_fleet(s, tmp_path / "f", SimulatedClock(FACTORY_NS))
+    assert token_files(tmp_path / "f") == expected_files(s)
+
+
+def test_an_unknown_flash_layout_falls_back_to_manufacturing_each_token(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(fleetdir, "_encrypt_seed", lambda *args: (bytes(12), bytes(36)))  # wrong crypto
+    s = spec(count=5)
+    assert not fleetdir.TokenFileStamper(s, SimulatedClock(FACTORY_NS)).fast
+    write_fleet(s, tmp_path / "f", SimulatedClock(FACTORY_NS))
+    assert token_files(tmp_path / "f") == expected_files(s)
+
+
+@pytest.mark.parametrize(("stage", "when"), [("tokens", 1), ("tokens", 4), ("pskc", 1), ("synced", 1)])
+def test_an_interrupted_run_leaves_nothing_and_a_rerun_works(tmp_path: Path, pskc_in_child, stage, when) -> None:
+    s = spec(count=6)
+    out = tmp_path / "deep" / "er" / "fleet"
+    with pytest.raises(Interrupted):
+        write_fleet(s, out, SimulatedClock(FACTORY_NS), password=PASSWORD, progress=interrupt_at(stage, when))
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # not the fleet, not its staging, not its parents
+    target = write_fleet(s, out, SimulatedClock(FACTORY_NS), password=PASSWORD)
+    assert token_files(out) == expected_files(s)
+    assert sorted(p.name for p in out.iterdir()) == sorted([PSKC_FILENAME, *expected_files(s)])
+    parsed = pskc.PSKC(str(target))
+    parsed.encryption.derive_key(PASSWORD)
+    _check_keys(parsed, s)
+    assert leftovers(out.parent) == []
+
+
+def test_an_interrupted_run_into_an_existing_empty_folder_leaves_it_empty(tmp_path: Path, pskc_in_child) -> None:
+    out = tmp_path / "f"
+    out.mkdir()
+    os.chmod(out, 0o750)
+    for stage in ("tokens", "pskc", "synced"):
+        with pytest.raises(Interrupted):
+            write_fleet(spec(count=4), out, SimulatedClock(FACTORY_NS), progress=interrupt_at(stage, 4))
+        assert list(out.iterdir()) == []
+    write_fleet(spec(count=4), out, SimulatedClock(FACTORY_NS))
+    assert token_files(out) == expected_files(spec(count=4))
+    assert stat.S_IMODE(out.stat().st_mode) == 0o750  # the folder itself was kept
+    assert leftovers(out) == [] and leftovers(tmp_path) == []
+
+
+def test_an_error_in_the_pskc_child_is_reported_and_leaves_nothing(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(fleetdir, "PARALLEL_PSKC_MIN", 1)
+
+    def broken(*args, **kwargs):
+        raise StorageError("disk on fire")
+
+    monkeypatch.setattr(fleetdir, "build_pskc", broken)  # the forked child inherits it
+    with pytest.raises(StorageError, match="disk on fire"):
+        write_fleet(spec(count=3), tmp_path / "f", SimulatedClock(FACTORY_NS))
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_stale_staging_folder_does_not_block_a_rerun_and_is_removed(tmp_path: Path) -> None:
+    stale = tmp_path / ".f.staging-4242-deadbeef"  # left by a run that was killed (kill -9)
+    stale.mkdir()
+    (stale / "1000000005.token").write_text("half a fleet")
+    inside = tmp_path / "g" / ".staging-4242-0badf00d"  # the same, inside an existing target
+    inside.mkdir(parents=True)
+    write_fleet(spec(count=2), tmp_path / "f", SimulatedClock(FACTORY_NS))
+    write_fleet(spec(count=2), tmp_path / "g", SimulatedClock(FACTORY_NS))
+    assert not stale.exists() and not inside.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "g"]
+
+
+def test_a_run_writing_the_same_folder_right_now_is_not_raced(tmp_path: Path) -> None:
+    live = tmp_path / ".f.staging-4242-feedface"
+    live.mkdir()
+    fd = os.open(live, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as the run writing there holds it
+        with pytest.raises(StorageError, match=r"another 'vtoken fleet create' \(pid 4242\) is writing"):
+            write_fleet(spec(count=2), tmp_path / "f", SimulatedClock(FACTORY_NS))
+        assert sorted(p.name for p in tmp_path.iterdir()) == [live.name]  # its work untouched, nothing of ours
+    finally:
+        os.close(fd)
+
+
+class DurabilityLog:
+    """Records syncfs, fsync and rename calls in order (the real calls still happen)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, *, syncfs: bool) -> None:
+        self.events: list[tuple[str, str]] = []
+        real_fsync_path, real_rename = fleetdir._fsync_path, os.rename
+
+        def fake_syncfs(folder: Path) -> bool:
+            self.events.append(("syncfs", str(folder)))
+            return syncfs
+
+        def fsync_path(path: Path) -> None:
+            self.events.append(("fsync", str(path)))
+            real_fsync_path(path)
+
+        def rename(src, dst) -> None:
+            self.events.append(("rename", str(dst)))
+            real_rename(src, dst)
+
+        monkeypatch.setattr(fleetdir, "_syncfs", fake_syncfs)
+        monkeypatch.setattr(fleetdir, "_fsync_path", fsync_path)
+        monkeypatch.setattr(fleetdir.os, "rename", rename)
+
+    def index(self, kind: str, path: str | None = None) -> int:
+        return next(i for i, (k, p) in enumerate(self.events) if k == kind and (path is None or p == path))
+
+
+def test_the_whole_fleet_is_made_durable_once_before_it_is_renamed_into_place(tmp_path: Path, monkeypatch) -> None:
+    log = DurabilityLog(monkeypatch, syncfs=True)
+    out = tmp_path / "f"
+    write_fleet(spec(count=5), out, SimulatedClock(FACTORY_NS))
+    kinds = [k for k, _ in log.events]
+    assert kinds == ["syncfs", "rename", "fsync"]  # one syncfs for every file, no fsync per file
+    assert ".f.staging-" in log.events[0][1]
+    assert log.events[1] == ("rename", str(out))
+    assert log.events[2] == ("fsync", str(tmp_path))  # the rename itself made durable
+
+
+def test_without_syncfs_every_file_is_fsynced_then_the_folder(tmp_path: Path, monkeypatch) -> None:
+    log = DurabilityLog(monkeypatch, syncfs=False)
+    out = tmp_path / "f"
+    s = spec(count=5)
+    write_fleet(s, out, SimulatedClock(FACTORY_NS))
+    synced = {Path(p).name for k, p in log.events if k == "fsync"}
+    assert synced >= {*expected_files(s), PSKC_FILENAME}
+    staging = next(p for k, p in log.events if k == "fsync" and ".f.staging-" in Path(p).name)
+    rename = log.index("rename", str(out))
+    assert log.index("fsync", staging) < rename < log.index("fsync", str(tmp_path))
+    assert all(i < rename for i, (k, p) in enumerate(log.events) if k == "fsync" and p != str(tmp_path))
+
+
+def test_into_an_existing_folder_the_files_move_in_pskc_last_then_the_folder_is_synced(tmp_path, monkeypatch) -> None:
+    log = DurabilityLog(monkeypatch, syncfs=True)
+    out = tmp_path / "f"
+    out.mkdir()
+    write_fleet(spec(count=3), out, SimulatedClock(FACTORY_NS))
+    renames = [p for k, p in log.events if k == "rename"]
+    assert [Path(p).name for p in renames][-1] == PSKC_FILENAME
+    assert log.events[-1] == ("fsync", str(out))
+
+
+def test_fleet_create_interrupted_on_the_command_line(tmp_path: Path, monkeypatch) -> None:
+    real_write = fleetdir._write_new
+    calls = []
+
+    def write_then_ctrl_c(path: Path, payload: bytes) -> None:
+        calls.append(path)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        real_write(path, payload)
+
+    monkeypatch.setattr(fleetdir, "_write_new", write_then_ctrl_c)
+    out = tmp_path / "f"
+    args = ["fleet", "create", "--count", "5", "--batch-secret", BATCH.hex(), "--out", str(out),
+            "--at", "2026-01-01T00:00:00Z"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 130, result.output
+    assert "interrupted: nothing was written" in result.output and "Traceback" not in result.output
+    assert list(tmp_path.iterdir()) == []
+    monkeypatch.setattr(fleetdir, "_write_new", real_write)
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert len(token_files(out)) == 5
+
+
+def test_progress_counts_every_stage_to_the_end(tmp_path: Path, pskc_in_child) -> None:
+    seen: dict[str, int] = {}
+    write_fleet(spec(count=7), tmp_path / "f", SimulatedClock(FACTORY_NS),
+                progress=lambda stage, done: seen.__setitem__(stage, done))
+    assert seen == {"tokens": 7, "pskc": 7, "synced": 7}
+    assert leftovers(tmp_path) == []
+
+
+def test_fleet_create_stopped_by_sigterm_leaves_nothing(tmp_path: Path) -> None:
+    """A real process, stopped while it writes (its staging folder exists): it cleans up and says so."""
+    out = tmp_path / "f"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "host.cli.main", "fleet", "create", "--count", "50000", "--batch-secret", BATCH.hex(),
+         "--out", str(out), "--at", "2026-01-01T00:00:00Z"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not any(".f.staging-" in p.name and any(p.iterdir()) for p in tmp_path.iterdir()):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no staging folder appeared"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "interrupted: nothing was written" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -187,3 +187,54 @@ def test_document_is_what_the_generator_produces(tmp_path) -> None:
         cwd=root, check=True, capture_output=True,
     )
     assert out.read_text() == (root / "docs" / "protocol.md").read_text()
+
+
+# --- issue 14: sessions, the resend rule, the time a press takes ------------------------------------------
+
+
+def test_the_session_example_repeats_a_request_byte_for_byte_and_it_is_executed() -> None:
+    """Section "Sessions": session 2's PRESS is session 1's last request, and gets a new code after HELLO."""
+    text = DOC.read_text(encoding="utf-8")
+
+    def line_of(heading: str) -> int:
+        return text.count("\n", 0, text.index(heading)) + 1
+
+    start, end = line_of("## Sessions: HELLO"), line_of("## Sequence numbers and retries")
+    section = [e for e in EXAMPLES if start < e.line < end]
+    kinds = [(e.kind, e.arg) for e in section]
+    assert kinds == [("request", "PRESS"), ("response", "PRESS"), ("request", "HELLO"), ("response", "HELLO"),
+                     ("request", "PRESS"), ("response", "PRESS")]
+    first_press, first_code, hello, _, second_press, second_code = section
+    assert first_press.body == second_press.body  # the same seq and bytes
+    assert wire.decode_request(hello.body).command is Command.HELLO  # type: ignore[arg-type]
+    codes = [wire.decode_response(e.body).payload.text for e in (first_code, second_code)]  # type: ignore[arg-type]
+    assert codes[0] != codes[1]  # executed, not answered from memory
+    assert "**Begin every session with\n[HELLO](#hello-0x07)**" in text
+
+
+def test_the_host_loop_resends_only_after_frame_level_naks() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    assert "any NAK with seq 0" not in text
+    assert "**`BAD_FRAME`, `BAD_CRC`, or `BAD_LENGTH` with command 0**" in text
+    assert "Every other NAK is final, **whatever its seq**" in text
+    assert {s for s in Status if s.is_frame_error} == {Status.BAD_FRAME, Status.BAD_CRC, Status.BAD_LENGTH}
+
+
+def test_the_time_a_press_takes_is_documented_and_true() -> None:
+    from firmware_sim.button import DEBOUNCE_NS, LONG_PRESS_MARGIN_NS, LONG_PRESS_NS, NS_PER_MS
+    from firmware_sim.token import PRESS_HOLD_NS
+
+    text = DOC.read_text(encoding="utf-8")
+    press_ms = (PRESS_HOLD_NS + DEBOUNCE_NS) // NS_PER_MS
+    long_ms = (LONG_PRESS_NS + LONG_PRESS_MARGIN_NS + DEBOUNCE_NS) // NS_PER_MS
+    assert f"**A PRESS takes {press_ms} ms of the token's true time**" in text
+    assert f"held {PRESS_HOLD_NS // NS_PER_MS} ms" in text and f"{DEBOUNCE_NS // NS_PER_MS} ms debounce" in text
+    assert f"**{long_ms / 1000:g} s**" in text
+    assert (press_ms, long_ms) == (120, 6120)
+
+
+def test_busy_is_documented_with_its_message() -> None:
+    text = DOC.read_text(encoding="utf-8")
+    assert f"message `{wire.BUSY_MESSAGE}`" in text
+    busy = [e for e in EXAMPLES if e.kind == "nak" and e.arg == "BUSY"]
+    assert len(busy) == 1 and wire.decode_response(busy[0].body).message == wire.BUSY_MESSAGE  # type: ignore[arg-type]

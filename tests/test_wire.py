@@ -39,6 +39,7 @@ SAMPLE_REQUESTS: dict[Command, dict[str, Any]] = {
     Command.DISPLAY: {},
     Command.TIME_GET: {},
     Command.TIME_SET: {"device_time_ns": 1_767_225_600_000_000_000},
+    Command.HELLO: {},
     Command.PROVISION: {
         "serial": "1000000005", "model": "totp30", "kind": TokenKind.TOTP, "algorithm": Algorithm.SHA256,
         "digits": 8, "period": 60, "t0": 0, "counter": 7, "seed": b"\x00\x01\x02seed\x00",
@@ -66,6 +67,7 @@ FIELD_STRATEGIES: dict[str, st.SearchStrategy[Any]] = {
     "battery_low": st.booleans(), "provisioned": st.booleans(), "locked": st.booleans(),
     "sim_control": st.booleans(), "low_battery": st.booleans(),
     "centi_celsius": _I32, "ppb": _I32,
+    "protocol_version": _U8, "max_frame_size": _U16,
     "masks": st.lists(st.integers(0, wire.MAX_SEGMENT_MASK), max_size=8).map(tuple),
     "seed": st.binary(max_size=255),
 }
@@ -262,6 +264,35 @@ def test_raise_for_status() -> None:
     with pytest.raises(NakError) as info:
         Response(1, Command.LOCK, Status.LOCKED, message="locked").raise_for_status()
     assert info.value.code is Status.LOCKED
+
+
+# Item 4 of issue 14: "any NAK with seq 0: resend" also resent genuine NAKs to seq-0 requests.
+@pytest.mark.parametrize(("response", "resend"), [
+    (Response(0, None, Status.BAD_FRAME, message="bad COBS"), True),
+    (Response(0, None, Status.BAD_CRC, message="CRC-16 mismatch"), True),
+    (Response(0, None, Status.BAD_LENGTH, message="frame exceeds 512 bytes"), True),  # oversized: unread
+    (Response(5, Command.TIME_SET, Status.BAD_LENGTH, message="length field says 4"), False),  # client bug
+    (Response(0, Command.PRESS, Status.BAD_LENGTH, message="length field says 4"), False),
+    (Response(0, Command.SET_BATTERY, Status.BAD_VALUE, message="battery level ..."), False),
+    (Response(0, Command.PRESS, Status.INTERNAL, message="state not saved"), False),  # it did press
+    (Response(0, None, Status.INTERNAL, message="internal error"), False),
+    (Response(0, Command.HELLO, Status.BUSY, message=wire.BUSY_MESSAGE), False),
+    (Response(0, Command.PRESS, Status.OK, wire.TextResponse("123456")), False),
+])
+def test_only_frame_level_naks_mean_the_frame_was_not_read(response: Response, resend: bool) -> None:
+    assert response.frame_not_read is resend
+    assert Status.BAD_FRAME.is_frame_error and Status.BAD_LENGTH.is_frame_error
+    assert not Status.BAD_VALUE.is_frame_error and not Status.BUSY.is_frame_error
+
+
+def test_hello_and_busy_are_on_the_wire() -> None:
+    assert (Command.HELLO.value, Status.BUSY.value) == (0x07, 0x0C) and not Command.HELLO.is_simulation
+    hello = wire.HelloResponse(protocol_version=wire.PROTOCOL_VERSION, max_frame_size=wire.MAX_FRAME_SIZE,
+                               firmware_version="1.2.0", sim_control=True)
+    ack = wire.decode_response(wire.unframe(wire.encode_ack(3, Command.HELLO, hello)))
+    assert ack.payload == hello
+    busy = wire.decode_response(wire.unframe(wire.encode_nak(3, Command.HELLO, Status.BUSY, wire.BUSY_MESSAGE)))
+    assert (busy.status, busy.message) == (Status.BUSY, "device busy: another client is connected")
 
 
 # --- strict decoding -----------------------------------------------------------------------

@@ -14,16 +14,23 @@ import os
 import select
 import socket
 import termios
+import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 from firmware_sim.device import DeviceController
+from vtoken import wire
 from vtoken.errors import TransportError
 
 READ_CHUNK = 4096
 #: A reply that cannot be written within this time (nobody reads the port) is dropped.
 WRITE_TIMEOUT_S = 1.0
+#: How long a refused TCP client is kept: time to send its first frame, get NAK BUSY, and hang up.
+BUSY_LINGER_S = 2.0
+#: At most this many refused connections are kept at once; more are closed at once, unanswered.
+MAX_LINGERING = 8
 
 
 class Port(Protocol):
@@ -42,6 +49,33 @@ class Port(Protocol):
     def close(self) -> None:
         """Release every resource (and remove any symlink)."""
         ...
+
+
+def busy_nak(item: bytes | wire.FrameDecodeError) -> bytes:
+    """The NAK BUSY answering one frame from a TCP client the device cannot serve now.
+
+    It echoes the request's seq and command when the frame's CRC is good (as any
+    NAK does), else carries seq 0 and command 0.
+    """
+    if isinstance(item, wire.FrameDecodeError):
+        seq, command = item.seq, item.command
+    else:
+        try:
+            request = wire.decode_request(item)
+            seq, command = request.seq, request.command
+        except wire.FrameDecodeError as exc:
+            seq, command = exc.seq, exc.command
+    return wire.encode_nak(seq, command, wire.Status.BUSY, wire.BUSY_MESSAGE)
+
+
+class _Refused:
+    """A TCP client refused because another one is connected: answer its first frame with BUSY, then drain it."""
+
+    def __init__(self, conn: socket.socket, deadline: float) -> None:
+        self.conn = conn
+        self.deadline = deadline
+        self.reader = wire.FrameReader()
+        self.answered = False
 
 
 def _write_all(fd: int, data: bytes) -> bool:
@@ -133,13 +167,26 @@ def parse_host_port(text: str) -> tuple[str, int]:
 class TcpPort:
     """The token over TCP for pyserial's ``socket://HOST:PORT`` URLs.
 
-    One client at a time: a second client is accepted and closed at once; after
-    a client disconnects, the next one is served. A client vanishing mid-frame
-    only discards its half frame.
+    One client at a time. A second client, while one is connected, is refused:
+    its first frame is answered with NAK BUSY ("device busy: another client is
+    connected", see :func:`busy_nak`), after which the server shuts down its
+    side of that connection, reads and drops whatever else the client sends,
+    and closes it when the client hangs up or :data:`BUSY_LINGER_S` after it
+    connected. (Answering a frame, rather than writing on accept, means the
+    client has finished opening its port, which discards early input, and the
+    drain means the NAK is never lost to a TCP reset.) After a client
+    disconnects, the next one is served. A client vanishing mid-frame only
+    discards its half frame. ``monotonic`` is the clock for the deadline.
     """
 
-    def __init__(self, controller: DeviceController, host: str, port: int) -> None:
+    def __init__(
+        self, controller: DeviceController, host: str, port: int, *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.controller = controller
+        self._monotonic = monotonic
+        self._refused: dict[int, _Refused] = {}
+        self.clients_refused = 0
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._listener = socket.socket(family, socket.SOCK_STREAM)
         self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -158,9 +205,12 @@ class TcpPort:
         self.description = self.url
 
     def fds(self) -> list[int]:
+        """The listener, the client, and the refused connections still kept (expired ones are closed here)."""
+        self._expire_refused()
         fds = [self._listener.fileno()]
         if self._client is not None:
             fds.append(self._client.fileno())
+        fds.extend(self._refused)
         return fds
 
     def on_readable(self, fd: int) -> None:
@@ -168,16 +218,18 @@ class TcpPort:
             self._accept()
         elif self._client is not None and fd == self._client.fileno():
             self._receive(self._client)
+        elif fd in self._refused:
+            self._drain_refused(fd)
 
     def _accept(self) -> None:
         try:
             conn, _ = self._listener.accept()
         except BlockingIOError:
             return
-        if self._client is not None:
-            conn.close()  # one client at a time
-            return
         conn.setblocking(False)
+        if self._client is not None:
+            self._refuse(conn)  # one client at a time
+            return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client = conn
         self.clients_served += 1
@@ -197,6 +249,48 @@ class TcpPort:
         if reply and not _write_all(conn.fileno(), reply):
             self._drop_client()
 
+    def _refuse(self, conn: socket.socket) -> None:
+        """Keep ``conn`` until its first frame, which is answered with NAK BUSY (see the class doc)."""
+        self.clients_refused += 1
+        if len(self._refused) >= MAX_LINGERING:
+            with contextlib.suppress(OSError):
+                conn.close()
+            return
+        self._refused[conn.fileno()] = _Refused(conn, self._monotonic() + BUSY_LINGER_S)
+
+    def _drain_refused(self, fd: int) -> None:
+        refused = self._refused[fd]
+        try:
+            data = refused.conn.recv(READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError:
+            data = b""
+        if not data:  # the refused client hung up
+            self._close_refused(fd)
+            return
+        if refused.answered:
+            return
+        items = refused.reader.feed(data)
+        if not items:
+            return
+        refused.answered = True
+        try:
+            _write_all(fd, busy_nak(items[0]))
+            refused.conn.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close_refused(fd)
+
+    def _expire_refused(self) -> None:
+        now = self._monotonic()
+        for fd in [fd for fd, refused in self._refused.items() if now >= refused.deadline]:
+            self._close_refused(fd)
+
+    def _close_refused(self, fd: int) -> None:
+        refused = self._refused.pop(fd)
+        with contextlib.suppress(OSError):
+            refused.conn.close()
+
     def _drop_client(self) -> None:
         if self._client is not None:
             with contextlib.suppress(OSError):
@@ -206,5 +300,7 @@ class TcpPort:
 
     def close(self) -> None:
         self._drop_client()
+        for fd in list(self._refused):
+            self._close_refused(fd)
         with contextlib.suppress(OSError):
             self._listener.close()

@@ -85,6 +85,7 @@ __all__ = [
     "SIM_COMMANDS",
     "UNSEQUENCED",
     "AdvanceTimeRequest",
+    "BUSY_MESSAGE",
     "BatteryRequest",
     "ClockResponse",
     "Command",
@@ -93,6 +94,7 @@ __all__ = [
     "Empty",
     "FrameDecodeError",
     "FrameReader",
+    "HelloResponse",
     "InfoResponse",
     "Payload",
     "ProvisionRequest",
@@ -151,6 +153,8 @@ MAX_TEXT_LENGTH = 64
 MAX_SEGMENT_MASK = 0x7F
 #: Battery levels on the wire are per mille: 0 (empty) .. 1000 (full).
 PER_MILLE_FULL = 1000
+#: The message of the NAK BUSY a TCP server sends a client it cannot serve (see docs/protocol.md).
+BUSY_MESSAGE = "device busy: another client is connected"
 
 _CRC_INIT = 0xFFFF
 _COBS_MAX_BLOCK = 0xFF  # a code byte announcing 254 data bytes and no zero
@@ -256,6 +260,7 @@ class Command(enum.IntEnum):
     DISPLAY = 0x04
     TIME_GET = 0x05
     TIME_SET = 0x06
+    HELLO = 0x07
     PROVISION = 0x20
     LOCK = 0x21
     ADVANCE_TIME = 0x40
@@ -302,11 +307,24 @@ class Status(enum.IntEnum):
     BATTERY_DEAD = 0x0A
     #: An unexpected error inside the device.
     INTERNAL = 0x0B
+    #: Another client holds the device's only link: a TCP server's answer to a second client's first frame, then it hangs up.
+    BUSY = 0x0C
+    #: The token's flash is damaged: it refuses to operate rather than fall back to an older record.
+    DEVICE_FAULT = 0x0D
 
     @property
     def is_transmission_error(self) -> bool:
         """True for NAKs meaning "the request was damaged in transit": retry the same bytes."""
         return self in (Status.BAD_FRAME, Status.BAD_CRC)
+
+    @property
+    def is_frame_error(self) -> bool:
+        """True for the frame-level NAK codes: BAD_FRAME, BAD_CRC, BAD_LENGTH.
+
+        With command 0 they mean "I could not read that frame" (nothing was
+        executed); see :attr:`Response.frame_not_read`.
+        """
+        return self in (Status.BAD_FRAME, Status.BAD_CRC, Status.BAD_LENGTH)
 
 
 class Screen(str, enum.Enum):
@@ -579,6 +597,16 @@ class InfoResponse(Payload):
 
 
 @dataclasses.dataclass(frozen=True)
+class HelloResponse(Payload):
+    """HELLO: a session starts; the device forgot its remembered reply. What it speaks and what it is."""
+
+    protocol_version: int
+    max_frame_size: int
+    firmware_version: str
+    sim_control: bool
+
+
+@dataclasses.dataclass(frozen=True)
 class TextResponse(Payload):
     """PRESS and LONG_PRESS: the characters displayed after the press ('' when blank)."""
 
@@ -658,6 +686,12 @@ InfoResponse.SCHEMA = Struct(
     "locked" / _Flag(Int8ub),
     "sim_control" / _Flag(Int8ub),
 )
+HelloResponse.SCHEMA = Struct(
+    "protocol_version" / Int8ub,
+    "max_frame_size" / Int16ub,
+    "firmware_version" / _text(),
+    "sim_control" / _Flag(Int8ub),
+)
 TextResponse.SCHEMA = Struct("text" / _text())
 DisplayResponse.SCHEMA = Struct(
     "screen" / _Mapped(Int8ub, _SCREEN_CODES, "screen state"),
@@ -696,6 +730,7 @@ _PAYLOAD_TYPES: dict[Command, tuple[type[Payload], type[Payload]]] = {
     Command.DISPLAY: (Empty, DisplayResponse),
     Command.TIME_GET: (Empty, TimeResponse),
     Command.TIME_SET: (TimeSetRequest, TimeResponse),
+    Command.HELLO: (Empty, HelloResponse),
     Command.PROVISION: (ProvisionRequest, Empty),
     Command.LOCK: (Empty, Empty),
     Command.ADVANCE_TIME: (AdvanceTimeRequest, ClockResponse),
@@ -801,6 +836,21 @@ class Response:
     def ok(self) -> bool:
         """True for an ACK."""
         return self.status is Status.OK
+
+    @property
+    def frame_not_read(self) -> bool:
+        """True for a NAK saying the device could not read the request's frame, so executed nothing.
+
+        That is BAD_FRAME or BAD_CRC, or BAD_LENGTH with command 0 (an oversized
+        frame; a wrong length field echoes the command and is the client's bug).
+        Only these NAKs call for resending the same bytes; every other NAK is
+        the answer, whatever its seq.
+        """
+        if self.ok:
+            return False
+        if self.status is Status.BAD_LENGTH:
+            return self.command is None
+        return self.status.is_transmission_error
 
     def raise_for_status(self) -> None:
         """Raise :class:`~vtoken.errors.NakError` (``code`` = the :class:`Status`) for a NAK."""

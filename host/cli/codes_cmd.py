@@ -8,9 +8,10 @@ from collections.abc import Callable, Sequence
 
 import click
 
-from host.cli.exits import EXIT_REFUSED
-from host.timearg import format_time_ns, parse_time_ns
-from host.wallclock import wall_time_ns
+from host.cli.exits import EXIT_REFUSED, exit_refused_json
+from host.cli.jsonout import echo_json, json_option
+from host.cli.options import ALGORITHM_CHOICE, INPUT_FILE, time_or_now
+from host.timearg import format_time_ns, time_fields
 from firmware_sim.button import Button
 from firmware_sim.models import TokenKind
 from firmware_sim.statefile import load_token
@@ -30,7 +31,8 @@ from vtoken.oath import (
     time_step,
 )
 
-ALGORITHMS = ("sha1", "sha256", "sha512")
+#: ``reason`` of a ``--validate --json`` search that found nothing.
+REASON_NO_MATCH = "no-match"
 
 #: The largest ``--window``: a TOTP search computes at most 2 * MAX_WINDOW + 1 codes
 #: (a few seconds at worst, from a token file), never hours.
@@ -38,17 +40,18 @@ MAX_WINDOW = 100_000
 
 
 @click.command()
-@click.option("--state", "state", type=click.Path(dir_okay=False), help="A token file: print what it would display.")
+@click.option("--state", "state", type=INPUT_FILE, help="A token file: print what it would display.")
 @click.option("--key", "key_hex", metavar="HEX", help="The seed as hex.")
 @click.option("--key-b32", "key_b32", metavar="B32", help="The seed as base32 (as authenticator apps show it).")
 @click.option("--totp", "mode", flag_value="totp", default=True, help="Time-based codes (default).")
 @click.option("--hotp", "mode", flag_value="hotp", help="Counter-based codes.")
-@click.option("--at", "at", metavar="TIME", help="TOTP time: Unix seconds or ISO 8601 with a zone. Default: now.")
+@click.option("--at", "at", metavar="TIME",
+              help="TOTP time: Unix seconds, ISO 8601 with a zone, or 'now'. Default: now.")
 @click.option("--counter", type=click.IntRange(min=0), default=0, show_default=True, help="HOTP counter.")
 @click.option("--period", type=click.IntRange(min=1), default=DEFAULT_PERIOD, show_default=True, help="TOTP step, s.")
 @click.option("--t0", type=click.IntRange(min=0), default=DEFAULT_T0, show_default=True, help="TOTP T0, Unix s.")
 @click.option("--digits", type=click.IntRange(6, 10), default=6, show_default=True)
-@click.option("--algorithm", type=click.Choice(ALGORITHMS), default="sha1", show_default=True)
+@click.option("--algorithm", type=ALGORITHM_CHOICE, default="sha1", show_default=True, help="Any case.")
 @click.option("--count", type=click.IntRange(min=1), default=1, show_default=True, help="Consecutive steps or counters.")
 @click.option(
     "--validate", "validate", metavar="CODE",
@@ -60,6 +63,7 @@ MAX_WINDOW = 100_000
     help="With --validate: TOTP tries the steps from TIME's step - N to + N; HOTP the counters "
     "from --counter to --counter + N.",
 )
+@json_option
 def codes(
     state: str | None,
     key_hex: str | None,
@@ -74,6 +78,7 @@ def codes(
     count: int,
     validate: str | None,
     window: int,
+    as_json: bool,
 ) -> None:
     """Print OATH codes, one per line.
 
@@ -88,6 +93,9 @@ def codes(
     TIME, or its next counter). Print the matching step or counter and its offset
     from the start, the one closest to it if several match, and exit 0; exit 1
     when none matches.
+
+    With --json, print one object: the codes (and the time they are for), or
+    the search and its match ("ok": false and exit 1 when nothing matches).
 
     \b
     Examples:
@@ -108,20 +116,20 @@ def codes(
             if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT:
                 option = "--totp/--hotp" if name == "mode" else f"--{name}"
                 raise InvalidInputError(f"{option} does not apply with --state: the token file fixes it")
-        at_ns = parse_time_ns(at) if at is not None else wall_time_ns()
+        at_ns = time_or_now(at)
         if validate is not None:
-            _report(token_search(state, at_ns, validate, window))
+            _report(token_search(state, at_ns, validate, window), as_json)
             return
-        for code in token_codes(state, at_ns, count):
-            click.echo(code)
+        _print_codes(token_codes(state, at_ns, count), at_ns, as_json)
         return
     if (key_hex is None) == (key_b32 is None):
         raise InvalidInputError("give exactly one of --key HEX or --key-b32 B32")
     key = parse_key(key_hex, "hex") if key_hex is not None else parse_key(key_b32 or "", "base32")
     if validate is not None:
         check_code(validate, digits)
+    at_ns: int | None = None
     if mode == "totp":
-        at_ns = parse_time_ns(at) if at is not None else wall_time_ns()
+        at_ns = time_or_now(at)
         start = time_step(at_ns // NS_PER_SECOND, period=period, t0=t0)
     else:
         if at is not None:
@@ -133,10 +141,18 @@ def codes(
         def codes_of(first: int, n: int) -> list[str]:
             return [format_code(int(value), digits) for value in prepared.generate(first, n)]
 
-        _report(search(validate, start, window, codes_of, totp=mode == "totp", period=period))
+        _report(search(validate, start, window, codes_of, totp=mode == "totp", period=period), as_json)
         return
-    for value in prepared.generate(start, count):
-        click.echo(format_code(int(value), digits))
+    _print_codes([format_code(int(value), digits) for value in prepared.generate(start, count)], at_ns, as_json)
+
+
+def _print_codes(shown: list[str], at_ns: int | None, as_json: bool) -> None:
+    """The codes, one per line; or ``{"codes": [...], "at_ns", "at"}`` (the time None for HOTP from a key)."""
+    if as_json:
+        echo_json({"ok": True, "codes": shown, **time_fields("at", at_ns)})
+        return
+    for code in shown:
+        click.echo(code)
 
 
 # --- --validate --------------------------------------------------------------------------------
@@ -168,6 +184,17 @@ class Search:
         if self.first == self.last:
             return f"no match: {unit} {self.first} does not give this code (use --window N to search further)"
         return f"no match: no {unit} from {self.first} to {self.last} gives this code"
+
+    def as_json(self) -> dict[str, object]:
+        """The search for ``--json``: where it looked and what it found (``match``/``offset`` None on a miss)."""
+        return {
+            "kind": "totp" if self.totp else "hotp",
+            "start": self.start,
+            "first": self.first,
+            "last": self.last,
+            "match": self.match,
+            "offset": None if self.match is None else self.match - self.start,
+        }
 
 
 def check_code(code: str, digits: int) -> None:
@@ -208,10 +235,15 @@ def search(
                   match=None if best is None else best[1])
 
 
-def _report(result: Search) -> None:
+def _report(result: Search, as_json: bool) -> None:
     if result.match is None:
+        if as_json:
+            exit_refused_json(REASON_NO_MATCH, result.describe_miss(), **result.as_json())
         click.echo(result.describe_miss(), err=True)
         sys.exit(EXIT_REFUSED)
+    if as_json:
+        echo_json({"ok": True, **result.as_json()})
+        return
     click.echo(result.describe_match())
 
 

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 
 import click
 
 from firmware_sim.export import plan_qr_folder, read_fleet, render, write_qr_folder
 from firmware_sim.fleet import DEFAULT_PPM_SPREAD, FleetSpec
-from firmware_sim.fleetdir import write_fleet
+from firmware_sim.fleetdir import STAGES, write_fleet
 from firmware_sim.models import MODELS, get_model
 from host.cli.options import at_option, exact_number, hex_bytes, time_or_now
 from host.cli.token_cmd import (
@@ -27,6 +31,8 @@ from vtoken.errors import InvalidInputError
 
 #: Fleets at least this large show a progress bar.
 PROGRESS_THRESHOLD = 200
+#: Exit status after Ctrl-C or SIGTERM (128 + SIGINT, as a shell reports it).
+EXIT_INTERRUPTED = 130
 
 
 @click.group()
@@ -57,6 +63,12 @@ def create(
 ) -> None:
     """Create COUNT tokens in OUT: tokens.pskc and one <serial>.token per token.
 
+    All or nothing: the fleet is written into a staging folder beside OUT,
+    synced to disk, and renamed into place at the end. Interrupted (Ctrl-C,
+    SIGTERM) or failed, it leaves nothing behind, and the same command can be
+    run again. The progress bar counts token files written, then the PSKC
+    file (when it is written), then the files synced to disk.
+
     \b
     Example:
       vtoken fleet create --count 100 --batch-secret 000102030405060708090a0b0c0d0e0f \\
@@ -74,16 +86,39 @@ def create(
     psk_bytes = hex_bytes(psk, "--psk") if psk is not None else None
     clock = SimulatedClock(time_or_now(at))
     show = count >= PROGRESS_THRESHOLD
-    with click.progressbar(length=2 * count, label="making fleet", hidden=not show, file=sys.stderr) as bar:
-        last = {"tokens": 0, "pskc": 0}
+    try:
+        with _interrupt_on_sigterm(), click.progressbar(
+            length=len(STAGES) * count, label="making fleet", hidden=not show, file=sys.stderr
+        ) as bar:
+            last = dict.fromkeys(STAGES, 0)
 
-        def progress(stage: str, done: int) -> None:
-            bar.update(done - last[stage])
-            last[stage] = done
+            def progress(stage: str, done: int) -> None:
+                bar.update(done - last[stage])
+                last[stage] = done
 
-        target = write_fleet(spec, out, clock, psk=psk_bytes, password=password, progress=progress)
+            target = write_fleet(spec, out, clock, psk=psk_bytes, password=password, progress=progress)
+    except KeyboardInterrupt:
+        click.echo(f"interrupted: nothing was written to {out}", err=True)
+        sys.exit(EXIT_INTERRUPTED)
     protection = "pre-shared key" if psk else "password" if password else "plaintext"
     click.echo(f"{count} tokens written to {out}; seeds in {target} ({protection})")
+
+
+@contextlib.contextmanager
+def _interrupt_on_sigterm() -> Iterator[None]:
+    """Treat SIGTERM like Ctrl-C while the fleet is written, so the staging folder is removed."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @fleet.command("export")

@@ -40,7 +40,7 @@ def main() -> None:
 def _register() -> None:
     from host.cli import backend_cmd, codes_cmd, device_cmd, fleet_cmd, serve_cmd, token_cmd, validator_cmd
     from host.cli import demo_cmd, portal_cmd, validator_service_cmd  # noqa: F401 (adds 'validator serve', 'token')
-    from host.cli import loadgen_cmd
+    from host.cli import loadgen_cmd, sim_cmd
 
     main.add_command(codes_cmd.codes)
     main.add_command(backend_cmd.backend)
@@ -57,6 +57,7 @@ def _register() -> None:
     main.add_command(device_cmd.time_cmd)
     main.add_command(device_cmd.provision)
     main.add_command(loadgen_cmd.loadgen)
+    main.add_command(sim_cmd.sim)
 
 
 _register()

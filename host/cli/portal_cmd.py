@@ -13,30 +13,42 @@ stderr and exits 1.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import enum
+import functools
 import os
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import click
 
-from host.cli.exits import EXIT_REFUSED
+from host.cli.exits import EXIT_REFUSED, exit_refused_json
+from host.cli.jsonout import echo_json, json_option
 from host.cli.options import at_option, time_or_now
 from host.cli.validator_cmd import DB_ENV, DEFAULT_DB, ValidatorContext
-from host.timearg import format_time_ns, parse_time_ns
-from portal.messaging import OutboxSender
+from host.timearg import NS_SUFFIX, format_time_ns, parse_time_ns
+from portal.messaging import OUTBOX_SUFFIX, OutboxSender
 from portal.proofing import InstantProofingProvider, VideoAgent
 from portal.records import AppPolicy, Credential, CredentialState, PaymentMethod, Product
 from portal.service import ACTIVATION_CODE_TTL_NS, PHONE_OTP_TTL_NS, PortalService
 from portal.store import PortalStore
 from validator.service import Validator
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
-from vtoken.errors import PortalError
+from vtoken.errors import InvalidSerialError, PortalError
+from vtoken.serialno import normalize
 
-OUTBOX_SUFFIX = ".outbox.jsonl"
 PRODUCTS = {"token": Product.TOKEN, "token-proofed": Product.TOKEN_PROOFED}
 PAYMENTS = {method.value: method for method in PaymentMethod}
 POLICIES = {policy.value: policy for policy in AppPolicy}
 DEFAULT_VIDEO_FAIL_REASON = "the ID document could not be verified"
+#: Fields never printed by ``--json`` (hashes of keys and codes).
+HASH_SUFFIX = "_hash"
+#: The ISO text of a ``*_ns`` time whose plain name is taken by another field: ``<name>_at``.
+AT_SUFFIX = "_at"
+#: The refusal of a serial that is not a serial at all (as 'register' refuses one).
+SERIAL_MALFORMED = "serial-malformed"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 product_option = click.option(
     "--product", type=click.Choice(list(PRODUCTS)), required=True,
@@ -47,6 +59,53 @@ product_option = click.option(
 def _ident(text: str) -> str:
     """Ids (ACC-1, SO-12345, PRF-2) as printed, whatever the case typed."""
     return text.strip().upper()
+
+
+def _serial(text: str) -> str:
+    """A serial typed for a shipment; a malformed one is a refusal (exit 1), as in 'register'."""
+    try:
+        return normalize(text)
+    except InvalidSerialError as exc:
+        raise PortalError(SERIAL_MALFORMED, str(exc)) from None
+
+
+def record_json(record: Any) -> dict[str, Any]:
+    """A portal record (account, order, credential, proofing case, ...) for ``--json``.
+
+    Every field, by its name, but never a stored hash (``*_hash``): enums as their
+    values, and each ``*_ns`` time also as ISO 8601 text under the name without
+    the suffix (both None when unset). Where that name is another field's
+    (``phone_otp_locked`` and ``phone_otp_locked_ns``), the text is ``<name>_at``.
+    """
+    names = {field.name for field in dataclasses.fields(record)}
+    out: dict[str, Any] = {}
+    for field in dataclasses.fields(record):
+        value = getattr(record, field.name)
+        if field.name.endswith(HASH_SUFFIX):
+            continue
+        if field.name.endswith(NS_SUFFIX):
+            text_name = field.name[: -len(NS_SUFFIX)]
+            text_name = f"{text_name}{AT_SUFFIX}" if text_name in names else text_name
+            out[field.name] = value
+            out[text_name] = format_time_ns(value) if value is not None else None
+        else:
+            out[field.name] = value.value if isinstance(value, enum.Enum) else value
+    return out
+
+
+def portal_json(func: _F) -> _F:
+    """``--json`` on a portal command; under it a refusal prints ``"ok": false`` with its code as ``reason``."""
+
+    @functools.wraps(func)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PortalError as exc:
+            if kwargs.get("as_json"):
+                exit_refused_json(exc.code, str(exc))
+            raise
+
+    return json_option(run)  # type: ignore[return-value]
 
 
 class PortalContext:
@@ -152,23 +211,36 @@ def account() -> None:
 @click.argument("name")
 @click.option("--country", default="", metavar="CC", help="Two-letter country code (confirmed again with the license key).")
 @at_option
+@portal_json
 @click.pass_obj
-def account_create(pc: PortalContext, email: str, name: str, country: str, at: str | None) -> None:
+def account_create(pc: PortalContext, email: str, name: str, country: str, at: str | None, as_json: bool) -> None:
     """Open an account for EMAIL and NAME; prints its id (ACC-1)."""
     with pc.service(at) as svc:
         acc = svc.create_account(email, name, country)
+    if as_json:
+        echo_json({"ok": True, "account": record_json(acc)})
+        return
     click.echo(f"account {acc.id}: {acc.name} <{acc.email}>" + (f", {acc.country}" if acc.country else ""))
 
 
 @account.command("show")
 @click.argument("account_id", metavar="ACCOUNT")
+@portal_json
 @click.pass_obj
-def account_show(pc: PortalContext, account_id: str) -> None:
+def account_show(pc: PortalContext, account_id: str, as_json: bool) -> None:
     """The account's profile, phone, orders and credentials."""
     with pc.service() as svc:
         acc = svc._account(_ident(account_id))
         orders = svc.store.by_owner("order", acc.id)
         creds = svc.store.by_owner("credential", acc.id)
+    if as_json:
+        echo_json({
+            "ok": True,
+            "account": record_json(acc),
+            "orders": [record_json(o) for o in orders],
+            "credentials": [record_json(c) for c in creds],
+        })
+        return
     click.echo(f"account:    {acc.id}: {acc.name} <{acc.email}>")
     click.echo(f"country:    {acc.country or '-'}{' (confirmed)' if acc.profile_confirmed else ''}")
     click.echo(f"legal name: {acc.legal_name or '-'}")
@@ -206,11 +278,17 @@ def order() -> None:
 @click.option("--payment", type=click.Choice(list(PAYMENTS)), required=True,
               help="A card is charged at once; an invoice or purchase order is paid later ('order pay').")
 @at_option
+@portal_json
 @click.pass_obj
-def order_place(pc: PortalContext, account_id: str, product: str, payment: str, at: str | None) -> None:
+def order_place(
+    pc: PortalContext, account_id: str, product: str, payment: str, at: str | None, as_json: bool
+) -> None:
     """Order a one-year token subscription; prints the sales order number (SO-12345)."""
     with pc.service(at) as svc:
         placed = svc.place_order(_ident(account_id), PRODUCTS[product], PAYMENTS[payment])
+    if as_json:
+        echo_json({"ok": True, "order": record_json(placed)})
+        return
     click.echo(f"sales order {placed.id}: {placed.product.title}, {placed.payment.value}")
     if placed.payment is PaymentMethod.CARD:
         click.echo("card charged; the license key is e-mailed within 24 hours ('vtoken portal key issue' runs the job)")
@@ -221,11 +299,15 @@ def order_place(pc: PortalContext, account_id: str, product: str, payment: str, 
 @order.command("pay")
 @click.argument("order_id", metavar="SO")
 @at_option
+@portal_json
 @click.pass_obj
-def order_pay(pc: PortalContext, order_id: str, at: str | None) -> None:
+def order_pay(pc: PortalContext, order_id: str, at: str | None, as_json: bool) -> None:
     """Record the payment of an invoice or purchase order."""
     with pc.service(at) as svc:
         paid = svc.record_payment(order_id)
+    if as_json:
+        echo_json({"ok": True, "order": record_json(paid)})
+        return
     click.echo(f"payment recorded for {paid.id}; the key job e-mails its license key ('vtoken portal key issue')")
 
 
@@ -233,22 +315,30 @@ def order_pay(pc: PortalContext, order_id: str, at: str | None) -> None:
 @click.argument("order_id", metavar="SO")
 @click.argument("serial")
 @at_option
+@portal_json
 @click.pass_obj
-def order_ship(pc: PortalContext, order_id: str, serial: str, at: str | None) -> None:
+def order_ship(pc: PortalContext, order_id: str, serial: str, at: str | None, as_json: bool) -> None:
     """The warehouse ships token SERIAL (imported into the validator) for the order."""
     with pc.service(at) as svc:
-        shipped = svc.ship(order_id, serial)
+        shipped = svc.ship(order_id, _serial(serial))
+    if as_json:
+        echo_json({"ok": True, "order": record_json(shipped)})
+        return
     click.echo(f"{shipped.id}: token {shipped.serial} shipped")
 
 
 @order.command("deliver")
 @click.argument("order_id", metavar="SO")
 @at_option
+@portal_json
 @click.pass_obj
-def order_deliver(pc: PortalContext, order_id: str, at: str | None) -> None:
+def order_deliver(pc: PortalContext, order_id: str, at: str | None, as_json: bool) -> None:
     """The token arrives: the license key can be entered from now on."""
     with pc.service(at) as svc:
         delivered = svc.deliver(order_id)
+    if as_json:
+        echo_json({"ok": True, "order": record_json(delivered)})
+        return
     click.echo(f"{delivered.id}: token {delivered.serial} delivered")
 
 
@@ -256,11 +346,15 @@ def order_deliver(pc: PortalContext, order_id: str, at: str | None) -> None:
 @click.argument("order_id", metavar="SO")
 @click.argument("serial")
 @at_option
+@portal_json
 @click.pass_obj
-def order_ship_replacement(pc: PortalContext, order_id: str, serial: str, at: str | None) -> None:
+def order_ship_replacement(pc: PortalContext, order_id: str, serial: str, at: str | None, as_json: bool) -> None:
     """Ship and deliver token SERIAL for a replacement order ('vtoken portal replace'); register it next."""
     with pc.service(at) as svc:
-        shipped = svc.ship_replacement(order_id, serial)
+        shipped = svc.ship_replacement(order_id, _serial(serial))
+    if as_json:
+        echo_json({"ok": True, "order": record_json(shipped)})
+        return
     click.echo(f"{shipped.id}: replacement token {shipped.serial} shipped and delivered")
     click.echo(f"next: 'vtoken portal register {shipped.account_id} {shipped.serial} CODE1 CODE2'")
 
@@ -282,11 +376,15 @@ def key() -> None:
 
 @key.command("issue")
 @at_option
+@portal_json
 @click.pass_obj
-def key_issue(pc: PortalContext, at: str | None) -> None:
+def key_issue(pc: PortalContext, at: str | None, as_json: bool) -> None:
     """Run the key job: e-mail a license key for every paid order whose card hold has passed."""
     with pc.service(at) as svc:
         issued = svc.issue_due_keys()
+    if as_json:
+        echo_json({"ok": True, "order_ids": issued})
+        return
     for order_id in issued:
         click.echo(f"license key e-mailed for {order_id}")
     if not issued:
@@ -301,16 +399,20 @@ def key_issue(pc: PortalContext, at: str | None) -> None:
 @click.option("--country", required=True, metavar="CC", help="Confirm the country (two letters: US, DE, ...).")
 @click.option("--legal-name", default="", help="Your legal name (with identity proofing: must match the account's name).")
 @at_option
+@portal_json
 @click.pass_obj
 def key_enter(
     pc: PortalContext, account_id: str, license_key: str, product: str, name: str, country: str, legal_name: str,
-    at: str | None,
+    at: str | None, as_json: bool,
 ) -> None:
     """Enter the license key from the e-mail, once the token has arrived, confirming profile and country."""
     with pc.service(at) as svc:
         cred = svc.enter_license_key(
             _ident(account_id), license_key, PRODUCTS[product], name=name, country=country, legal_name=legal_name
         )
+    if as_json:
+        echo_json({"ok": True, "credential": record_json(cred)})
+        return
     click.echo(f"license key accepted; credential {cred.id}: {cred.state.value}")
     hint = _next_step(cred)
     if hint:
@@ -335,12 +437,23 @@ def proof() -> None:
 
 @proof.command("options")
 @click.argument("account_id", metavar="ACCOUNT")
+@portal_json
 @click.pass_obj
-def proof_options(pc: PortalContext, account_id: str) -> None:
+def proof_options(pc: PortalContext, account_id: str, as_json: bool) -> None:
     """The proofing methods offered (instant and video in the US, video elsewhere), and the instant questions."""
     instant = InstantProofingProvider()
     with pc.service(instant=instant) as svc:
         methods = svc.proofing_options(_ident(account_id))
+    if as_json:
+        offers_instant = any(m.value == "instant" for m in methods)
+        questions = instant.questions(_ident(account_id)) if offers_instant else []
+        echo_json({
+            "ok": True,
+            "account_id": _ident(account_id),
+            "methods": [m.value for m in methods],
+            "questions": [{"id": q.id, "text": q.text, "choices": list(q.choices)} for q in questions],
+        })
+        return
     click.echo(f"offered: {', '.join(m.value for m in methods)}")
     if any(m.value == "instant" for m in methods):
         for question in instant.questions(_ident(account_id)):
@@ -364,9 +477,11 @@ def _answers(pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--outcome", type=click.Choice(["pass", "fail"]), default=None,
               help="Simulate the bureau's verdict (default without --answer: pass, answering from the records).")
 @at_option
+@portal_json
 @click.pass_obj
 def proof_instant(
-    pc: PortalContext, account_id: str, answer_pairs: tuple[str, ...], outcome: str | None, at: str | None
+    pc: PortalContext, account_id: str, answer_pairs: tuple[str, ...], outcome: str | None, at: str | None,
+    as_json: bool,
 ) -> None:
     """Instant knowledge-based proofing (US only, once): a pass activates the credential."""
     acc = _ident(account_id)
@@ -383,6 +498,9 @@ def proof_instant(
     with pc.service(at, instant=instant) as svc:
         case = svc.instant_proofing(acc, answers)
         cred = svc.current_credential(acc)
+    if as_json:
+        echo_json({"ok": True, "proofing": record_json(case), "credential": record_json(cred)})
+        return
     if case.state.value == "passed":
         click.echo(f"instant proofing {case.id}: passed; credential {cred.id}: {cred.state.value}")
         click.echo(_next_step(cred))
@@ -395,12 +513,16 @@ def proof_instant(
 @click.argument("account_id", metavar="ACCOUNT")
 @click.option("--session", "session", required=True, metavar="TIME", help="When the video session starts.")
 @at_option
+@portal_json
 @click.pass_obj
-def proof_book(pc: PortalContext, account_id: str, session: str, at: str | None) -> None:
+def proof_book(pc: PortalContext, account_id: str, session: str, at: str | None, as_json: bool) -> None:
     """Book a live video session with an agent; prints the session id (PRF-2)."""
     session_ns = parse_time_ns(session)
     with pc.service(at) as svc:
         case = svc.book_video(_ident(account_id), session_ns)
+    if as_json:
+        echo_json({"ok": True, "proofing": record_json(case)})
+        return
     click.echo(f"video session {case.id} booked for {format_time_ns(session_ns)}")
 
 
@@ -410,8 +532,11 @@ def proof_book(pc: PortalContext, account_id: str, session: str, at: str | None)
               help="The agent's decision.")
 @click.option("--reason", default=None, help="The agent's reason (shown to the user).")
 @at_option
+@portal_json
 @click.pass_obj
-def proof_video(pc: PortalContext, case_id: str, outcome: str, reason: str | None, at: str | None) -> None:
+def proof_video(
+    pc: PortalContext, case_id: str, outcome: str, reason: str | None, at: str | None, as_json: bool
+) -> None:
     """The agent holds the video session (at or after its time); on a pass, prints the activation code."""
     agent = VideoAgent()
     with pc.service(at, agent=agent) as svc:
@@ -419,6 +544,9 @@ def proof_video(pc: PortalContext, case_id: str, outcome: str, reason: str | Non
         if booked is not None and (outcome == "fail" or reason is not None):
             agent.set_outcome(booked.account_id, outcome == "pass", reason or DEFAULT_VIDEO_FAIL_REASON)
         case, code = svc.run_video_session(_ident(case_id))
+    if as_json:
+        echo_json({"ok": True, "proofing": record_json(case), "agent": agent.name, "activation_code": code})
+        return
     click.echo(f"video session {case.id} with {agent.name}: {case.state.value} ({case.reason})")
     if code is not None:
         hours = ACTIVATION_CODE_TTL_NS // (3600 * NS_PER_SECOND)
@@ -435,8 +563,9 @@ def proof_video(pc: PortalContext, case_id: str, outcome: str, reason: str | Non
 @click.argument("account_id", metavar="ACCOUNT")
 @click.argument("code")
 @at_option
+@portal_json
 @click.pass_obj
-def activate(pc: PortalContext, account_id: str, code: str, at: str | None) -> None:
+def activate(pc: PortalContext, account_id: str, code: str, at: str | None, as_json: bool) -> None:
     """Enter the activation code the video agent gave.
 
     \b
@@ -445,6 +574,9 @@ def activate(pc: PortalContext, account_id: str, code: str, at: str | None) -> N
     """
     with pc.service(at) as svc:
         cred = svc.activate(_ident(account_id), code)
+    if as_json:
+        echo_json({"ok": True, "credential": record_json(cred)})
+        return
     click.echo(f"credential {cred.id}: {cred.state.value}; subscription until {_when(cred.expires_ns)}")
     click.echo(_next_step(cred))
 
@@ -455,8 +587,11 @@ def activate(pc: PortalContext, account_id: str, code: str, at: str | None) -> N
 @click.argument("code1")
 @click.argument("code2")
 @at_option
+@portal_json
 @click.pass_obj
-def register(pc: PortalContext, account_id: str, serial: str, code1: str, code2: str, at: str | None) -> None:
+def register(
+    pc: PortalContext, account_id: str, serial: str, code1: str, code2: str, at: str | None, as_json: bool
+) -> None:
     """Register the token: SERIAL from its back, Token Code 1, wait for the code to change, Token Code 2.
 
     \b
@@ -465,6 +600,9 @@ def register(pc: PortalContext, account_id: str, serial: str, code1: str, code2:
     """
     with pc.service(at) as svc:
         cred = svc.register_token(_ident(account_id), serial, code1, code2)
+    if as_json:
+        echo_json({"ok": True, "credential": record_json(cred)})
+        return
     click.echo(f"token {cred.serial} registered (credential {cred.id}; subscription until {_when(cred.expires_ns)})")
 
 
@@ -493,12 +631,16 @@ def _channel(voice: bool) -> str:
 @click.argument("number", metavar="PHONE")
 @click.option("--voice", is_flag=True, help="Send the verification code by voice call instead of SMS.")
 @at_option
+@portal_json
 @click.pass_obj
-def phone_add(pc: PortalContext, account_id: str, number: str, voice: bool, at: str | None) -> None:
+def phone_add(pc: PortalContext, account_id: str, number: str, voice: bool, at: str | None, as_json: bool) -> None:
     """Add a phone number (international form, +14155550123); a code is sent to verify it."""
     with pc.service(at) as svc:
         svc.register_phone(_ident(account_id), number, _channel(voice))
         acc = svc._account(_ident(account_id))
+    if as_json:
+        echo_json({"ok": True, "account": record_json(acc), "channel": _channel(voice)})
+        return
     click.echo(f"verification code sent by {_channel(voice)} to {acc.phone}; "
                f"confirm it with 'vtoken portal phone verify {acc.id} CODE'")
 
@@ -507,11 +649,15 @@ def phone_add(pc: PortalContext, account_id: str, number: str, voice: bool, at: 
 @click.argument("account_id", metavar="ACCOUNT")
 @click.argument("code")
 @at_option
+@portal_json
 @click.pass_obj
-def phone_verify(pc: PortalContext, account_id: str, code: str, at: str | None) -> None:
+def phone_verify(pc: PortalContext, account_id: str, code: str, at: str | None, as_json: bool) -> None:
     """Confirm the phone number with the code sent to it."""
     with pc.service(at) as svc:
         acc = svc.verify_phone(_ident(account_id), code)
+    if as_json:
+        echo_json({"ok": True, "account": record_json(acc)})
+        return
     click.echo(f"phone {acc.phone} verified")
 
 
@@ -519,11 +665,16 @@ def phone_verify(pc: PortalContext, account_id: str, code: str, at: str | None) 
 @click.argument("account_id", metavar="ACCOUNT")
 @click.option("--voice", is_flag=True, help="By voice call instead of SMS.")
 @at_option
+@portal_json
 @click.pass_obj
-def phone_send(pc: PortalContext, account_id: str, voice: bool, at: str | None) -> None:
+def phone_send(pc: PortalContext, account_id: str, voice: bool, at: str | None, as_json: bool) -> None:
     """Send a sign-in code (rate-limited: 30 s apart, 3 per 15 minutes; valid 5 minutes)."""
     with pc.service(at) as svc:
         svc.send_phone_otp(_ident(account_id), _channel(voice))
+    if as_json:
+        echo_json({"ok": True, "account_id": _ident(account_id), "channel": _channel(voice),
+                   "valid_for_ns": PHONE_OTP_TTL_NS})
+        return
     minutes = PHONE_OTP_TTL_NS // (60 * NS_PER_SECOND)
     click.echo(f"sign-in code sent by {_channel(voice)}; valid {minutes} minutes")
 
@@ -548,20 +699,28 @@ def app() -> None:
 @click.option("--policy", type=click.Choice(list(POLICIES)), required=True,
               help="hardware-only: the token's codes only; any-otp: phone OTP too.")
 @at_option
+@portal_json
 @click.pass_obj
-def app_add(pc: PortalContext, name: str, policy: str, at: str | None) -> None:
+def app_add(pc: PortalContext, name: str, policy: str, at: str | None, as_json: bool) -> None:
     """Add (or change) an application; prints its id for 'signin'."""
     with pc.service(at) as svc:
         added = svc.add_application(name, POLICIES[policy])
+    if as_json:
+        echo_json({"ok": True, "application": record_json(added)})
+        return
     click.echo(f"application {added.id} ({added.name}): {added.policy.value}")
 
 
 @app.command("list")
+@portal_json
 @click.pass_obj
-def app_list(pc: PortalContext) -> None:
+def app_list(pc: PortalContext, as_json: bool) -> None:
     """Every application and its policy."""
     with pc.service() as svc:
         apps = svc.store.all("application")
+    if as_json:
+        echo_json({"ok": True, "applications": [record_json(item) for item in apps]})
+        return
     for item in apps:
         click.echo(f"{item.id}  {item.policy.value}  ({item.name})")
 
@@ -572,9 +731,11 @@ def app_list(pc: PortalContext) -> None:
 @click.option("--token", "token_code", metavar="CODE", help="A code from the hardware token.")
 @click.option("--phone", "phone_code", metavar="CODE", help="A code sent by SMS or voice ('phone send').")
 @at_option
+@portal_json
 @click.pass_obj
 def signin(
-    pc: PortalContext, app_id: str, account_id: str, token_code: str | None, phone_code: str | None, at: str | None
+    pc: PortalContext, app_id: str, account_id: str, token_code: str | None, phone_code: str | None, at: str | None,
+    as_json: bool,
 ) -> None:
     """Sign in to APP with the hardware token's code or a phone OTP.
 
@@ -589,6 +750,9 @@ def signin(
     assert code is not None
     with pc.service(at) as svc:
         done = svc.sign_in(app_id.strip().lower(), _ident(account_id), factor, code)
+    if as_json:
+        echo_json({"ok": True, "signin": record_json(done)})
+        return
     click.echo(f"signed in to {done.application} with the {'hardware token' if factor == 'token' else 'phone OTP'}")
 
 
@@ -598,8 +762,9 @@ def signin(
 @portal.command()
 @click.argument("account_id", metavar="ACCOUNT")
 @at_option
+@portal_json
 @click.pass_obj
-def lost(pc: PortalContext, account_id: str, at: str | None) -> None:
+def lost(pc: PortalContext, account_id: str, at: str | None, as_json: bool) -> None:
     """Report the token lost: it is disabled in the validator at once.
 
     \b
@@ -608,6 +773,9 @@ def lost(pc: PortalContext, account_id: str, at: str | None) -> None:
     """
     with pc.service(at) as svc:
         cred = svc.report_lost(_ident(account_id))
+    if as_json:
+        echo_json({"ok": True, "credential": record_json(cred)})
+        return
     click.echo(f"token {cred.serial} reported lost and disabled; phone OTP still works where applications accept it")
     click.echo(f"next: 'vtoken portal replace {cred.account_id}' (sign in by phone OTP first to skip proofing again)")
 
@@ -615,8 +783,9 @@ def lost(pc: PortalContext, account_id: str, at: str | None) -> None:
 @portal.command()
 @click.argument("account_id", metavar="ACCOUNT")
 @at_option
+@portal_json
 @click.pass_obj
-def replace(pc: PortalContext, account_id: str, at: str | None) -> None:
+def replace(pc: PortalContext, account_id: str, at: str | None, as_json: bool) -> None:
     """Order a replacement for a lost token; proofing is waived after a phone-OTP sign-in in the last 15 minutes.
 
     \b
@@ -626,6 +795,9 @@ def replace(pc: PortalContext, account_id: str, at: str | None) -> None:
     with pc.service(at) as svc:
         placed = svc.request_replacement(_ident(account_id))
         cred = svc.current_credential(placed.account_id)
+    if as_json:
+        echo_json({"ok": True, "order": record_json(placed), "credential": record_json(cred)})
+        return
     if not placed.product.needs_proofing:
         proofing = "no proofing needed"
     elif placed.proofing_waived:
@@ -644,8 +816,9 @@ def replace(pc: PortalContext, account_id: str, at: str | None) -> None:
 @click.option("--to", "to", default=None, metavar="ADDRESS", help="Only messages to this e-mail address or phone.")
 @click.option("--channel", type=click.Choice(["email", "sms", "voice"]), default=None, help="Only this channel.")
 @click.option("--last", is_flag=True, help="Only the latest matching message.")
+@portal_json
 @click.pass_obj
-def outbox(pc: PortalContext, to: str | None, channel: str | None, last: bool) -> None:
+def outbox(pc: PortalContext, to: str | None, channel: str | None, last: bool, as_json: bool) -> None:
     """Print the messages the portal sent (e-mails with license keys, SMS and voice codes).
 
     \b
@@ -659,6 +832,9 @@ def outbox(pc: PortalContext, to: str | None, channel: str | None, last: bool) -
     ]
     if last:
         messages = messages[-1:]
+    if as_json:
+        echo_json({"ok": True, "messages": [record_json(m) for m in messages]})
+        return
     for message in messages:
         click.echo(f"{format_time_ns(message.sent_ns)}  {message.channel}  to {message.to}: {message.subject}")
         for line in message.body.splitlines():

@@ -6,20 +6,24 @@ import contextlib
 import signal
 from collections.abc import Iterator
 from fractions import Fraction
+from pathlib import Path
 
 import click
 
 from firmware_sim.device import DeviceController
-from firmware_sim.statefile import load_token, locked, save_token, saved_time_ns
+from firmware_sim.statefile import locked, read_token_data, save_token, token_from_dict
 from firmware_sim.token import Token
 from host.cli.options import exact_number
-from host.wallclock import SystemClock, wall_time_ns
+from host.timearg import format_time_ns
+from host.wallclock import SystemClock, WallClockToken, wall_time_ns
 from vserial.ports import Port, PtyPort, TcpPort, parse_host_port
 from vserial.server import DeviceServer
-from vtoken.clock import Clock, SimulatedClock
-from vtoken.errors import InvalidInputError
+from vtoken.clock import NS_PER_SECOND, Clock, SimulatedClock
+from vtoken.errors import InvalidInputError, TransportError
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+#: What the token's lock file says while this command holds it.
+SERVE_HOLDER = "vtoken serve"
 
 
 @contextlib.contextmanager
@@ -44,9 +48,12 @@ def _stop_on_signals(server: DeviceServer) -> Iterator[None]:
 def serve(state: str, link: str | None, tcp: str | None, no_pty: bool, sim: bool, speed: str) -> None:
     """Serve the token in FILE on a pty (and/or TCP) until SIGINT or SIGTERM.
 
-    The token's state is saved after every change and on exit. Without --sim
-    the token runs in real time (times --speed) and refuses the simulation
-    commands, as a production token would.
+    The token's state is saved after every change and on exit. While it runs,
+    the token file is locked: other writers (`vtoken token new --force`, a
+    second `serve`) are refused with "device busy". Without --sim the token
+    runs in real time (times --speed) and refuses the simulation commands, as a
+    production token would; a press there is the hold that has just ended, so
+    the token's clock never runs ahead of the clock it follows.
 
     \b
     Examples:
@@ -58,11 +65,36 @@ def serve(state: str, link: str | None, tcp: str | None, no_pty: bool, sim: bool
     factor = exact_number(speed, "--speed")
     if sim and factor != 1:
         raise InvalidInputError("--speed applies to real-time mode; --sim time moves only by ADVANCE_TIME")
-    with locked(state, wait=False):
-        resumed = saved_time_ns(state)
-        clock: Clock = SimulatedClock(resumed) if sim else SystemClock(factor, start_ns=max(wall_time_ns(), resumed))
-        token = load_token(state, clock)
+    if link is not None:
+        _check_link_folder(link)
+    with locked(state, wait=False, holder=SERVE_HOLDER):
+        data = read_token_data(state)  # shape and checksum verified before any field is used
+        resumed = data["saved_at_ns"]
+        clock: Clock
+        if sim:
+            clock = SimulatedClock(resumed)
+        else:
+            wall = wall_time_ns()
+            if resumed > wall:
+                click.echo(
+                    f"note: {state} was saved at {format_time_ns(resumed)}, "
+                    f"{(resumed - wall) / NS_PER_SECOND:.1f} s ahead of this computer's clock; "
+                    "the token's clock continues from there",
+                    err=True,
+                )
+            clock = SystemClock(factor, start_ns=max(wall, resumed))
+        token = token_from_dict(data, clock, source=f"token file {state}")
+        if not sim:
+            token = WallClockToken.following(token)
         _serve(token, state, clock, link=link, tcp=tcp, pty=not no_pty, sim=sim, speed=factor)
+
+
+def _check_link_folder(link: str) -> None:
+    """Refuse (bad input) a --link whose folder does not exist, before anything is opened."""
+    folder = Path(link).parent
+    if not folder.is_dir():
+        what = "is not a folder" if folder.exists() else "does not exist"
+        raise InvalidInputError(f"--link {link}: the folder {folder} {what}")
 
 
 def _serve(
@@ -74,10 +106,17 @@ def _serve(
     ports: list[Port] = []
     try:
         if pty:
-            ports.append(PtyPort(DeviceController(token, sim_control=sim, on_change=persist), link=link))
+            try:
+                ports.append(PtyPort(DeviceController(token, sim_control=sim, on_change=persist), link=link))
+            except OSError as exc:
+                where = f" with the link {link}" if link is not None else ""
+                raise TransportError(f"cannot open a pty{where}: {exc.strerror}") from None
         if tcp is not None:
             host, port = parse_host_port(tcp)
-            ports.append(TcpPort(DeviceController(token, sim_control=sim, on_change=persist), host, port))
+            try:
+                ports.append(TcpPort(DeviceController(token, sim_control=sim, on_change=persist), host, port))
+            except OSError as exc:
+                raise TransportError(f"cannot listen on {tcp}: {exc.strerror}") from None
     except BaseException:
         for opened in ports:
             opened.close()
@@ -91,10 +130,10 @@ def _serve(
                 click.echo(f"link: {opened.link}")
         elif isinstance(opened, TcpPort):
             click.echo(f"tcp: {opened.url}")
-    click.echo("stop with Ctrl-C (SIGINT) or SIGTERM", nl=True)
     server = DeviceServer(ports)
     try:
-        with _stop_on_signals(server):
+        with _stop_on_signals(server):  # before the line that tells a script it may now stop us
+            click.echo("stop with Ctrl-C (SIGINT) or SIGTERM", nl=True)
             server.serve_forever()
     finally:
         server.close()

@@ -23,9 +23,11 @@ from firmware_sim.factory import DEVICE_KEY_BYTES, Physics, manufacture
 from firmware_sim.fleet import SEED_BYTES
 from firmware_sim.models import MODELS, get_model
 from firmware_sim.rtc import TemperatureProfile
-from firmware_sim.statefile import load_token, save_token
-from host.cli.options import at_option, exact_number, hex_bytes, time_or_now
-from host.timearg import format_time_ns
+from firmware_sim.statefile import load_token, save_new_token
+from host.cli.device_cmd import display_json, params_json
+from host.cli.jsonout import echo_json, json_option
+from host.cli.options import INPUT_FILE, at_option, exact_number, hex_bytes, time_or_now
+from host.timearg import format_time_ns, time_fields
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
 from vtoken.errors import InvalidInputError, StorageError
 from vtoken.serialno import check_serial, make_serial
@@ -91,19 +93,21 @@ def new(
         physics=physics,
         lock=not unlocked,
     )
-    save_token(made, path)
+    save_new_token(made, path, replace=force)  # under the token's lock: refused while `vtoken serve` has it
     click.echo(f"token {made.serial} ({model.name}) written to {path}")
 
 
 @token.command("show")
-@click.option("--state", "state", required=True, type=click.Path(dir_okay=False), help="Token file.")
+@click.option("--state", "state", required=True, type=INPUT_FILE, help="Token file.")
 @at_option
-def show(state: str, at: str | None) -> None:
+@json_option
+def show(state: str, at: str | None, as_json: bool) -> None:
     """Show serial, model, the token's clock and offset, battery, and the display.
 
     \b
     Example:
       vtoken token show --state fob.token --at 2027-01-01T00:00:00Z
+      vtoken token show --state fob.token --json | jq .offset_ns
     """
     clock = SimulatedClock(time_or_now(at))
     fob = load_token(state, clock)
@@ -111,6 +115,28 @@ def show(state: str, at: str | None) -> None:
     now = clock.now_ns()
     device = fob.device_time_ns()
     offset = device - now
+    if as_json:
+        indicators = fob.display.indicators(now)
+        echo_json({
+            "ok": True,
+            "state": state,
+            "serial": info.serial,
+            "model": info.model,
+            "firmware_version": info.firmware_version,
+            **params_json(info.kind, info.algorithm, info.digits, info.period, info.t0, info.counter),
+            "locked": info.locked,
+            **time_fields("true_time", now),
+            **time_fields("token_clock", device),
+            "clock_running": fob.rtc.running,
+            "offset_ns": offset,
+            "battery_percent": float(info.battery_percent),
+            "battery_low": info.battery_low,
+            "display": display_json(
+                fob.display.state(now).value, fob.display.text(now), fob.display.masks(now),
+                indicators.low_battery, indicators.countdown_bars, indicators.countdown_total,
+            ),
+        })
+        return
     click.echo(f"serial:        {info.serial}")
     click.echo(f"model:         {info.model} ({info.kind}, {info.algorithm}, {info.digits} digits"
                + (f", {info.period} s)" if info.kind == "totp" else f", counter {info.counter})"))

@@ -11,12 +11,15 @@ import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
+from host.cli.device_cmd import params_json
 from host.cli.exits import EXIT_REFUSED
-from host.cli.options import at_option, hex_bytes, time_or_now
-from host.timearg import format_time_ns
+from host.cli.jsonout import echo_json, json_option
+from host.cli.options import INPUT_FILE, at_option, hex_bytes, plural, time_or_now
+from host.timearg import format_time_ns, time_fields
 from validator.importer import FORMATS, ImportOptions, import_file
 from validator.sealing import (
     ENV_VAR,
@@ -26,7 +29,8 @@ from validator.sealing import (
     master_key_from_env,
     write_key_file,
 )
-from validator.service import Result, Validator
+from validator.records import TokenRecord
+from validator.service import Result, TokenStatus, Validator
 from validator.store import SQLiteStore, TokenStore, describe_db, is_postgres_url
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
 from vtoken.errors import InvalidInputError, MasterKeyError, StorageError
@@ -148,17 +152,18 @@ def init(vc: ValidatorContext) -> None:
 
 
 @validator.command("import")
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=INPUT_FILE)
 @click.option("--psk", metavar="HEX", help="Pre-shared AES key of an encrypted PSKC file.")
 @click.option("--password", metavar="P", help="Password of a PBKDF2-protected PSKC file.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="auto", show_default=True,
               help="pskc, csv (OATH CSV, with or without a header) or otpauth (one URI per line).")
-@click.option("--certificate", type=click.Path(dir_okay=False), help="Verify a signed PSKC file against this PEM "
+@click.option("--certificate", type=INPUT_FILE, help="Verify a signed PSKC file against this PEM "
               "certificate (the signer's).")
 @click.option("--ignore-signature", is_flag=True, help="Import a signed PSKC file without checking its signature.")
 @click.option("--skip-unsupported", is_flag=True, help="Import the HOTP and TOTP keys of a file that also holds "
               "keys of other kinds (OCRA, PIN, password, Yubikey, SecurID), and list what was skipped.")
 @at_option
+@json_option
 @click.pass_obj
 def import_cmd(
     vc: ValidatorContext,
@@ -170,6 +175,7 @@ def import_cmd(
     ignore_signature: bool,
     skip_unsupported: bool,
     at: str | None,
+    as_json: bool,
 ) -> None:
     """Import every token of a PSKC, OATH CSV or otpauth file, all or nothing.
 
@@ -191,8 +197,20 @@ def import_cmd(
     keyring = vc.keyring()
     with vc.store() as store:
         report = import_file(store, keyring, file, format=fmt, now_ns=time_or_now(at), options=options)
+    if as_json:
+        echo_json({
+            "ok": True,
+            "file": file,
+            "format": report.format,
+            "count": report.count,
+            "serials": list(report.serials),
+            "kinds": {kind.value: n for kind, n in report.kinds.items()},
+            "notes": list(report.notes),
+            "skipped": list(report.skipped),
+        })
+        return
     kinds = ", ".join(f"{n} {kind.value}" for kind, n in report.kinds.items())
-    click.echo(f"imported {_plural(report.count, 'token')} from {file} ({kinds})")
+    click.echo(f"imported {plural(report.count, 'token')} from {file} ({kinds})")
     for note in report.notes:
         click.echo(f"note: {note}")
     for skipped in report.skipped:
@@ -214,11 +232,29 @@ def _read_certificate(path: str) -> str:
     return data.decode("ascii", "replace")
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" + ("" if count == 1 else "s")
+def result_json(result: Result) -> dict[str, Any]:
+    """A check, registration or unlock for ``--json``: ``ok`` is whether it was accepted."""
+    return {
+        "ok": result.accepted,
+        "reason": result.reason.value,
+        "message": result.message,
+        "serial": result.serial,
+        "step": result.step,
+        "offset_steps": result.offset_steps,
+        "offset_ns": result.offset_ns,
+        "failures": result.failures,
+        "attempts_left": result.attempts_left,
+        **time_fields("retry_at", result.retry_at_ns),
+    }
 
 
-def _report(result: Result) -> None:
+def _report(result: Result, as_json: bool) -> None:
+    """Print the result (text or ``--json``); exit 1 when it was refused."""
+    if as_json:
+        echo_json(result_json(result))
+        if not result.accepted:
+            raise SystemExit(EXIT_REFUSED)
+        return
     if result.accepted:
         extra = ""
         if result.offset_ns is not None:
@@ -236,33 +272,84 @@ def _report(result: Result) -> None:
 @click.argument("code1")
 @click.argument("code2")
 @at_option
+@json_option
 @click.pass_obj
-def register(vc: ValidatorContext, serial: str, code1: str, code2: str, at: str | None) -> None:
+def register(vc: ValidatorContext, serial: str, code1: str, code2: str, at: str | None, as_json: bool) -> None:
     """Register (or resync) SERIAL with two consecutive codes. Exit 0 on success, 1 on refusal."""
     with vc.validator(time_or_now(at)) as v:
-        _report(v.register(serial, code1, code2))
+        _report(v.register(serial, code1, code2), as_json)
 
 
 @validator.command()
 @click.argument("serial")
 @click.argument("code")
 @at_option
+@json_option
 @click.pass_obj
-def check(vc: ValidatorContext, serial: str, code: str, at: str | None) -> None:
+def check(vc: ValidatorContext, serial: str, code: str, at: str | None, as_json: bool) -> None:
     """Verify one code. Exit 0 when accepted, 1 when refused (the reason is printed)."""
     with vc.validator(time_or_now(at)) as v:
-        _report(v.check(serial, code))
+        _report(v.check(serial, code), as_json)
+
+
+def _state(rec: TokenRecord) -> str:
+    """``locked``, ``registered`` or ``new``: a token's state as 'list' prints it."""
+    return "locked" if rec.locked else "registered" if rec.registered else "new"
+
+
+def _token_json(rec: TokenRecord) -> dict[str, Any]:
+    """A stored token for ``--json``: serial, parameters and state (as 'list' prints them)."""
+    p = rec.params
+    return {
+        "serial": rec.serial,
+        **params_json(p.kind.value, p.algorithm.value, p.digits, p.period, p.t0, p.counter),
+        "state": _state(rec),
+        "registered": rec.registered,
+        "locked": rec.locked,
+    }
+
+
+def _sigma_ns(sigma_s: float | None) -> int | None:
+    return None if sigma_s is None else round(sigma_s * NS_PER_SECOND)
+
+
+def status_json(status: TokenStatus, now: int) -> dict[str, Any]:
+    """What 'show' prints, for ``--json``: the drift fields are None for HOTP and unregistered tokens."""
+    rec = status.record
+    return {
+        "ok": True,
+        **_token_json(rec),
+        "lock_reason": rec.lock_reason or None,
+        "failures": rec.failures,
+        "resync_failures": rec.resync_failures,
+        "last_step": rec.last_step,
+        **time_fields("at", now),
+        "offset_steps": status.offset_steps,
+        "offset_ns": status.offset_ns,
+        "offset_sigma_ns": _sigma_ns(status.offset_sigma_s),
+        "rate_ppm": status.rate_ppm,
+        "rate_sigma_ppm": status.rate_sigma_ppm,
+        "single_window_codes": status.single_window_codes,
+        "next_code_window_codes": status.next_code_window_codes,
+        "false_accept_per_guess": status.false_accept_per_guess,
+        "false_accept_pair": status.false_accept_pair,
+        "history": [{**time_fields("at", h.at_ns), "step": h.step, "event": h.event} for h in status.history],
+    }
 
 
 @validator.command()
 @click.argument("serial")
 @at_option
+@json_option
 @click.pass_obj
-def show(vc: ValidatorContext, serial: str, at: str | None) -> None:
+def show(vc: ValidatorContext, serial: str, at: str | None, as_json: bool) -> None:
     """Offset and drift rate with their uncertainty, windows, false-accept chance, failures, lock, history of SERIAL."""
     now = time_or_now(at)
     with vc.validator(now) as v:
         status = v.status(serial)
+    if as_json:
+        echo_json(status_json(status, now))
+        return
     rec = status.record
     p = rec.params
     click.echo(f"serial:       {rec.serial}")
@@ -270,44 +357,53 @@ def show(vc: ValidatorContext, serial: str, at: str | None) -> None:
                + (f", {p.period} s, T0 {p.t0}" if p.kind.value == "totp" else f", imported counter {p.counter}"))
     click.echo(f"registered:   {'yes' if rec.registered else 'no'}")
     if status.offset_ns is not None:
-        click.echo(f"offset:       {status.offset_steps:+d} steps ({status.offset_ns / NS_PER_SECOND:+.1f} s "
+        click.echo(f"offset:       {plural(status.offset_steps, 'step', signed=True)} "
+                   f"({status.offset_ns / NS_PER_SECOND:+.1f} s "
                    f"± {status.offset_sigma_s:.1f} s) at {format_time_ns(now)}")
         click.echo(f"rate:         {status.rate_ppm:+.2f} ppm ± {status.rate_sigma_ppm:.2f} ppm")
-        click.echo(f"windows:      {status.single_window_codes} codes alone, "
-                   f"{status.next_code_window_codes} codes with the next code")
+        click.echo(f"windows:      {plural(status.single_window_codes or 0, 'code')} alone, "
+                   f"{plural(status.next_code_window_codes or 0, 'code')} with the next code")
         click.echo(f"false accept: {status.false_accept_per_guess:.1e} per guess alone, "
                    f"{status.false_accept_pair:.1e} per guessed next-code pair")
     elif status.single_window_codes is not None and rec.registered:
-        click.echo(f"window:       {status.single_window_codes} counters ahead")
+        click.echo(f"window:       {plural(status.single_window_codes, 'counter')} ahead")
         click.echo(f"false accept: {status.false_accept_per_guess:.1e} per guess")
     click.echo(f"last step:    {rec.last_step if rec.last_step is not None else '-'}")
     click.echo(f"failures:     {rec.failures} (resync {rec.resync_failures})")
     click.echo(f"locked:       {'yes (' + rec.lock_reason + ')' if rec.locked else 'no'}")
-    click.echo(f"history:      {len(status.history)} matched codes")
+    click.echo(f"history:      {plural(len(status.history), 'matched code')}")
     for entry in status.history[-10:]:
         click.echo(f"  {format_time_ns(entry.at_ns)}  step {entry.step}  {entry.event}")
 
 
 @validator.command("list")
+@json_option
 @click.pass_obj
-def list_cmd(vc: ValidatorContext) -> None:
+def list_cmd(vc: ValidatorContext, as_json: bool) -> None:
     """Every token in the store, one per line."""
     with vc.store() as store:
         records = store.list_tokens()
+    if as_json:
+        echo_json({
+            "ok": True,
+            "count": len(records),
+            "tokens": [_token_json(rec) for rec in records],
+        })
+        return
     for rec in records:
-        state = "locked" if rec.locked else "registered" if rec.registered else "new"
-        click.echo(f"{rec.serial}  {rec.params.kind.value}  {rec.params.digits} digits  {state}")
-    click.echo(f"{len(records)} tokens")
+        click.echo(f"{rec.serial}  {rec.params.kind.value}  {rec.params.digits} digits  {_state(rec)}")
+    click.echo(plural(len(records), "token"))
 
 
 @validator.command()
 @click.argument("serial")
 @at_option
+@json_option
 @click.pass_obj
-def unlock(vc: ValidatorContext, serial: str, at: str | None) -> None:
+def unlock(vc: ValidatorContext, serial: str, at: str | None, as_json: bool) -> None:
     """Administrator unlock of SERIAL: clears failures and any lock."""
     with vc.validator(time_or_now(at)) as v:
-        _report(v.unlock(serial))
+        _report(v.unlock(serial), as_json)
 
 
 @validator.command("rotate-key")
@@ -331,4 +427,4 @@ def rotate_key(vc: ValidatorContext) -> None:
         write_key_file(pending, new_key)
         count = store.rekey(keyring, new_key)
     os.replace(pending, vc.key_file)
-    click.echo(f"{count} seeds re-encrypted under key {new_key.key_id}; {vc.key_file} replaced")
+    click.echo(f"{plural(count, 'seed')} re-encrypted under key {new_key.key_id}; {vc.key_file} replaced")

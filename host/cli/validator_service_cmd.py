@@ -11,8 +11,10 @@ from pathlib import Path
 
 import click
 
+from host.cli.jsonout import echo_json, json_option
+from host.cli.options import INPUT_FILE
 from host.cli.validator_cmd import ValidatorContext, validator
-from host.timearg import format_time_ns
+from host.timearg import format_time_ns, time_fields
 from host.wallclock import SystemClock, wall_time_ns
 from server.auth import make_credential
 from server.groupcommit import DEFAULT_MAX_BATCH
@@ -32,11 +34,11 @@ def create_token(vc: ValidatorContext, kind: str, label: str) -> str:
 @validator.command("serve")
 @click.option("--listen", default="127.0.0.1:8080", show_default=True, metavar="HOST:PORT",
               help="Address to listen on (port 0: any free port, printed on start).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, exists=True), help="TLS certificate (PEM).")
-@click.option("--tls-key", type=click.Path(dir_okay=False, exists=True), help="TLS private key (PEM).")
+@click.option("--tls-cert", type=INPUT_FILE, help="TLS certificate (PEM).")
+@click.option("--tls-key", type=INPUT_FILE, help="TLS private key (PEM).")
 @click.option("--require-api-key", is_flag=True,
               help="Validation endpoints need 'Authorization: Bearer <client key>' (see 'token create --client').")
-@click.option("--portal-db", type=click.Path(dir_okay=False, exists=True),
+@click.option("--portal-db", type=INPUT_FILE,
               help="Resolve privacyIDEA 'user' parameters through this portal database.")
 @click.option("--max-batch", type=click.IntRange(1, 10_000), default=DEFAULT_MAX_BATCH, show_default=True,
               help="Most decisions committed together.")
@@ -113,11 +115,23 @@ def token_revoke(vc: ValidatorContext, ident: str) -> None:
 
 
 @token_group.command("list")
+@json_option
 @click.pass_obj
-def token_list(vc: ValidatorContext) -> None:
+def token_list(vc: ValidatorContext, as_json: bool) -> None:
     """Every token: ident, kind, created, revoked, label (never the secret)."""
     with vc.store() as store:
         found = store.credentials()
+    if as_json:
+        echo_json({
+            "ok": True,
+            "count": len(found),
+            "credentials": [
+                {"ident": c.ident, "kind": c.kind, "label": c.label, **time_fields("created", c.created_ns),
+                 **time_fields("revoked", c.revoked_ns)}
+                for c in found
+            ],
+        })
+        return
     for c in found:
         revoked = format_time_ns(c.revoked_ns) if c.revoked_ns is not None else "-"
         click.echo(f"{c.ident}  {c.kind:<6}  created {format_time_ns(c.created_ns)}  revoked {revoked}  {c.label}")
