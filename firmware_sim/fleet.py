@@ -95,17 +95,22 @@ class FleetSpec:
             yield make_serial(self.first_serial + i)
 
 
+def make_token(spec: FleetSpec, serial: str, clock: Clock) -> Token:
+    """Manufacture token ``serial`` of the batch at the clock's current time."""
+    return manufacture(
+        model=spec.model,
+        seed=derive_seed(spec.batch_secret, serial),
+        serial=serial,
+        device_key=derive_device_key(spec.batch_secret, serial),
+        clock=clock,
+        physics=Physics(ppm=draw_ppm(spec.batch_secret, serial, spec.ppm_spread)),
+    )
+
+
 def make_fleet(spec: FleetSpec, clock: Clock) -> Iterator[Token]:
     """Manufacture every token of the batch at the clock's current time."""
     for serial in spec.serials():
-        yield manufacture(
-            model=spec.model,
-            seed=derive_seed(spec.batch_secret, serial),
-            serial=serial,
-            device_key=derive_device_key(spec.batch_secret, serial),
-            clock=clock,
-            physics=Physics(ppm=draw_ppm(spec.batch_secret, serial, spec.ppm_spread)),
-        )
+        yield make_token(spec, serial, clock)
 
 
 def check_protection(psk: bytes | None, password: str | None) -> None:

@@ -61,8 +61,15 @@ from pathlib import Path
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from firmware_sim import flash as flash_format
-from firmware_sim.factory import Physics, manufacture
-from firmware_sim.fleet import FleetSpec, build_pskc, check_protection, derive_device_key, derive_seed, draw_ppm
+from firmware_sim.fleet import (
+    FleetSpec,
+    build_pskc,
+    check_protection,
+    derive_device_key,
+    derive_seed,
+    draw_ppm,
+    make_token,
+)
 from firmware_sim.flash import ERASED_BYTE, NONCE_SIZE, SLOT_COUNT, SLOT_SIZE, Flash, FlashRecord, decode_record, encode_record
 from firmware_sim.statefile import FILE_MODE, TOKEN_SUFFIX, token_file_bytes, token_to_dict
 from firmware_sim.token import Token
@@ -532,14 +539,7 @@ class _JsonTemplate:
 
 def _manufacture(spec: FleetSpec, serial: str, clock: Clock) -> Token:
     """One token of the batch, the ordinary way (as :func:`firmware_sim.fleet.make_fleet` makes it)."""
-    return manufacture(
-        model=spec.model,
-        seed=derive_seed(spec.batch_secret, serial),
-        serial=serial,
-        device_key=derive_device_key(spec.batch_secret, serial),
-        clock=clock,
-        physics=Physics(ppm=draw_ppm(spec.batch_secret, serial, spec.ppm_spread)),
-    )
+    return make_token(spec, serial, clock)
 
 
 class TokenFileStamper:
