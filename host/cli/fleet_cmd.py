@@ -14,7 +14,7 @@ from firmware_sim.export import plan_qr_folder, read_fleet, render, write_qr_fol
 from firmware_sim.fleet import DEFAULT_PPM_SPREAD, FleetSpec
 from firmware_sim.fleetdir import STAGES, write_fleet
 from firmware_sim.models import MODELS, get_model
-from host.cli.options import at_option, exact_number, hex_bytes, time_or_now
+from host.cli.options import at_option, exact_number, hex_bytes, plural, time_or_now
 from host.cli.token_cmd import (
     check_export_options,
     describe_export,
@@ -101,7 +101,7 @@ def create(
         click.echo(f"interrupted: nothing was written to {out}", err=True)
         sys.exit(EXIT_INTERRUPTED)
     protection = "pre-shared key" if psk else "password" if password else "plaintext"
-    click.echo(f"{count} tokens written to {out}; seeds in {target} ({protection})")
+    click.echo(f"{plural(count, 'token')} written to {out}; seeds in {target} ({protection})")
 
 
 @contextlib.contextmanager
