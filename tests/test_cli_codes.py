@@ -438,3 +438,19 @@ def test_at_now_is_this_computers_clock(monkeypatch: pytest.MonkeyPatch, now: st
     assert result.output.strip() == "94287082"
     validated = run("codes", "--key", RFC_KEY_HEX, "--at", now, "--digits", "8", "--validate", "94287082")
     assert validated.exit_code == 0 and "match: step 1 (+0)" in validated.output
+
+
+def test_state_saved_ahead_of_this_clock_names_what_to_do_not_an_unused_option(tmp_path) -> None:
+    """Issue 14 #8: without --at, a token file whose last event is after this computer's clock says so."""
+    from click.testing import CliRunner
+
+    from host.cli.main import main
+
+    path = tmp_path / "ahead.token"
+    made = CliRunner().invoke(main, ["token", "new", "--state", str(path), "--at", "2099-01-01T00:00:00Z"])
+    assert made.exit_code == 0, made.output
+    CliRunner().invoke(main, ["sim", "advance", "1s", "--state", str(path)])  # records an event in 2099
+    result = CliRunner().invoke(main, ["codes", "--state", str(path)])
+    assert result.exit_code == 2
+    assert "after this computer's clock" in result.output and "give --at" in result.output
+    assert "is before the token's last recorded event" not in result.output

@@ -118,9 +118,9 @@ def codes(
                 raise InvalidInputError(f"{option} does not apply with --state: the token file fixes it")
         at_ns = time_or_now(at)
         if validate is not None:
-            _report(token_search(state, at_ns, validate, window), as_json)
+            _report(token_search(state, at_ns, validate, window, at_given=at is not None), as_json)
             return
-        _print_codes(token_codes(state, at_ns, count), at_ns, as_json)
+        _print_codes(token_codes(state, at_ns, count, at_given=at is not None), at_ns, as_json)
         return
     if (key_hex is None) == (key_b32 is None):
         raise InvalidInputError("give exactly one of --key HEX or --key-b32 B32")
@@ -253,15 +253,25 @@ def _report(result: Search, as_json: bool) -> None:
 HOTP_PRESS_SPACING_NS = 2 * NS_PER_SECOND
 
 
-def _dry_run_token(path: str, at_ns: int) -> tuple[Token, SimulatedClock]:
-    """The token in ``path`` at true time ``at_ns``, ready to be pressed; nothing is saved."""
+def _dry_run_token(path: str, at_ns: int, *, at_given: bool = True) -> tuple[Token, SimulatedClock]:
+    """The token in ``path`` at true time ``at_ns``, ready to be pressed; nothing is saved.
+
+    ``at_given``: the user typed ``--at`` (else ``at_ns`` is this computer's clock), for the message.
+    """
     clock = SimulatedClock(at_ns)
     fob = load_token(path, clock)
     last_event_ns = fob.battery.last_event_ns
     if at_ns < last_event_ns:
+        last = format_time_ns(last_event_ns)
+        if at_given:
+            raise InvalidTimeError(
+                f"--at {format_time_ns(at_ns)} is before the token's last recorded event at {last}; "
+                "a token file cannot be replayed backwards"
+            )
         raise InvalidTimeError(
-            f"--at {format_time_ns(at_ns)} is before the token's last recorded event at "
-            f"{format_time_ns(last_event_ns)}; a token file cannot be replayed backwards"
+            f"{path} records an event at {last}, {(last_event_ns - at_ns) / NS_PER_SECOND:.1f} s after this "
+            f"computer's clock (served faster than real time, simulated ahead, or made with a future --at): "
+            f"give --at {last} or later"
         )
     fob.button = Button()  # a dry run from a rested button, whatever the file's last press time
     fob.power_cycle()
@@ -277,9 +287,9 @@ def _press(fob: Token, clock: SimulatedClock) -> str:
     return code
 
 
-def token_codes(path: str, at_ns: int, count: int) -> list[str]:
+def token_codes(path: str, at_ns: int, count: int, *, at_given: bool = True) -> list[str]:
     """What the token in ``path`` displays when pressed at ``at_ns`` (and later steps)."""
-    fob, clock = _dry_run_token(path, at_ns)
+    fob, clock = _dry_run_token(path, at_ns, at_given=at_given)
     spacing = fob.flash.period * NS_PER_SECOND if fob.model.kind is TokenKind.TOTP else HOTP_PRESS_SPACING_NS
     shown = []
     for i in range(count):
@@ -289,14 +299,14 @@ def token_codes(path: str, at_ns: int, count: int) -> list[str]:
     return shown
 
 
-def token_search(path: str, at_ns: int, code: str, window: int) -> Search:
+def token_search(path: str, at_ns: int, code: str, window: int, *, at_given: bool = True) -> Search:
     """Search ``code`` around what the token in ``path`` would show when pressed at ``at_ns``.
 
     The start is the step of the token's own (drifting) clock at ``at_ns``, or
     its next HOTP counter; the codes come from the token's flash. The file is
     not changed.
     """
-    fob, clock = _dry_run_token(path, at_ns)
+    fob, clock = _dry_run_token(path, at_ns, at_given=at_given)
     flash = fob.flash
     check_code(code, flash.digits)
     totp = flash.kind is TokenKind.TOTP
