@@ -3,7 +3,17 @@
 A port owns file descriptors that a :class:`~vserial.server.DeviceServer`
 watches with ``select``; when one is readable the server calls
 :meth:`Port.on_readable`, which reads the bytes, hands them to the port's
-:class:`~firmware_sim.device.DeviceController`, and writes the replies back.
+:class:`~firmware_sim.device.DeviceController`, and queues the replies.
+
+No write ever blocks the server: replies go out as far as the descriptor
+takes them, the rest waits in the port's :class:`Outbox` and is written when
+the descriptor is writable (:meth:`Port.on_writable`). While a port has
+replies waiting it reads no further requests, as a UART with flow control
+stops taking bytes it cannot answer; so a client that sends without reading
+fills only its own kernel buffers and stalls only itself, and the other
+ports are served as before. Nothing is dropped for being slow: the client
+gets every reply once it reads (a TCP client that reads nothing for
+:data:`OUTPUT_STALL_S` is disconnected, so the next client can be served).
 """
 
 from __future__ import annotations
@@ -11,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import select
 import socket
 import termios
 import time
@@ -25,8 +34,13 @@ from vtoken import wire
 from vtoken.errors import TransportError
 
 READ_CHUNK = 4096
-#: A reply that cannot be written within this time (nobody reads the port) is dropped.
-WRITE_TIMEOUT_S = 1.0
+#: Replies one port may hold for a client that is not reading. A port reads
+#: nothing while any are held, so it holds at most the replies to one
+#: READ_CHUNK of requests (a few KiB); this bound is the guard behind that.
+MAX_PENDING_OUTPUT = 64 * 1024
+#: A TCP client whose replies have not moved for this long is disconnected
+#: (it is not reading, and only one client is served at a time).
+OUTPUT_STALL_S = 5.0
 #: How long a refused TCP client is kept: time to send its first frame, get NAK BUSY, and hang up.
 BUSY_LINGER_S = 2.0
 #: At most this many refused connections are kept at once; more are closed at once, unanswered.
@@ -42,8 +56,16 @@ class Port(Protocol):
         """The descriptors to watch for reading."""
         ...
 
+    def write_fds(self) -> list[int]:
+        """The descriptors with replies waiting, to watch for writing."""
+        ...
+
     def on_readable(self, fd: int) -> None:
-        """Handle readable ``fd``: read, feed the device, write the replies."""
+        """Handle readable ``fd``: read, feed the device, queue the replies."""
+        ...
+
+    def on_writable(self, fd: int) -> None:
+        """Write as much of ``fd``'s waiting replies as it takes now."""
         ...
 
     def close(self) -> None:
@@ -78,23 +100,59 @@ class _Refused:
         self.answered = False
 
 
-def _write_all(fd: int, data: bytes) -> bool:
-    """Write ``data`` to a non-blocking descriptor; False if the peer stopped reading."""
-    view = memoryview(data)
-    while view:
-        try:
-            written = os.write(fd, view)
-        except BlockingIOError:
-            _, ready, _ = select.select([], [fd], [], WRITE_TIMEOUT_S)
-            if not ready:
-                return False
-            continue
-        except OSError as exc:
-            if exc.errno in (errno.EIO, errno.EPIPE, errno.ECONNRESET):
-                return False
-            raise
-        view = view[written:]
-    return True
+class Outbox:
+    """Replies waiting to be written to one non-blocking descriptor.
+
+    :meth:`send` writes what the descriptor takes now and keeps the rest;
+    :meth:`flush` continues when it is writable. ``monotonic`` stamps the
+    last progress, for :meth:`stalled_since`. ``dropped`` counts bytes
+    refused by the :data:`MAX_PENDING_OUTPUT` guard.
+    """
+
+    def __init__(self, fd: int, monotonic: Callable[[], float]) -> None:
+        self.fd = fd
+        self._monotonic = monotonic
+        self._pending = bytearray()
+        self._progress_at = monotonic()
+        self.closed = False
+        self.dropped = 0
+
+    @property
+    def pending(self) -> int:
+        """Bytes waiting."""
+        return len(self._pending)
+
+    def send(self, data: bytes) -> None:
+        """Queue ``data`` (or drop it whole if the guard is reached) and write what the descriptor takes."""
+        if not data or self.closed:
+            return
+        if len(self._pending) + len(data) > MAX_PENDING_OUTPUT:
+            self.dropped += len(data)
+            return
+        if not self._pending:
+            self._progress_at = self._monotonic()
+        self._pending += data
+        self.flush()
+
+    def flush(self) -> None:
+        """Write what the descriptor takes now; a peer that is gone marks the outbox closed."""
+        while self._pending and not self.closed:
+            try:
+                written = os.write(self.fd, self._pending)
+            except BlockingIOError:
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EIO, errno.EPIPE, errno.ECONNRESET):
+                    self.closed = True
+                    self._pending.clear()
+                    return
+                raise
+            del self._pending[:written]
+            self._progress_at = self._monotonic()
+
+    def stalled_for(self) -> float:
+        """Seconds since replies last moved while some are waiting (0 when none are)."""
+        return self._monotonic() - self._progress_at if self._pending else 0.0
 
 
 class PtyPort:
@@ -103,15 +161,21 @@ class PtyPort:
     The master side is put in raw mode (so 0x0a, 0x03, 0x11, 0x13 pass through
     untouched), and the port keeps its own descriptor of the slave side open
     for its whole life, so a client that disconnects never makes reads fail
-    with EIO.
+    with EIO. Replies nobody reads wait in the kernel's buffer and then in
+    the port's :class:`Outbox` (see the module doc); a client that opens
+    the port later discards them, as pyserial does on open.
     """
 
-    def __init__(self, controller: DeviceController, *, link: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, controller: DeviceController, *, link: str | os.PathLike[str] | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.controller = controller
         self._master, self._slave = os.openpty()
         for fd in (self._master, self._slave):
             tty.setraw(fd, termios.TCSANOW)
         os.set_blocking(self._master, False)
+        self.outbox = Outbox(self._master, monotonic)
         self.path = os.ttyname(self._slave)
         self.link = Path(link) if link is not None else None
         if self.link is not None:
@@ -129,7 +193,11 @@ class PtyPort:
         os.replace(tmp, link)
 
     def fds(self) -> list[int]:
-        return [self._master]
+        """The master side, unless replies are waiting for the client to read."""
+        return [] if self.outbox.pending else [self._master]
+
+    def write_fds(self) -> list[int]:
+        return [self._master] if self.outbox.pending else []
 
     def on_readable(self, fd: int) -> None:
         try:
@@ -141,9 +209,10 @@ class PtyPort:
                 return
             raise
         if data:
-            reply = self.controller.feed(data)
-            if reply:
-                _write_all(self._master, reply)
+            self.outbox.send(self.controller.feed(data))
+
+    def on_writable(self, fd: int) -> None:
+        self.outbox.flush()
 
     def close(self) -> None:
         if self.link is not None:
@@ -176,7 +245,10 @@ class TcpPort:
     client has finished opening its port, which discards early input, and the
     drain means the NAK is never lost to a TCP reset.) After a client
     disconnects, the next one is served. A client vanishing mid-frame only
-    discards its half frame. ``monotonic`` is the clock for the deadline.
+    discards its half frame. Replies the client does not read wait in an
+    :class:`Outbox` and the port reads no more of its requests meanwhile; a
+    client whose replies do not move for :data:`OUTPUT_STALL_S` is
+    disconnected. ``monotonic`` is the clock for both deadlines.
     """
 
     def __init__(
@@ -199,19 +271,36 @@ class TcpPort:
         self._listener.setblocking(False)
         self.host, self.port = self._listener.getsockname()[:2]
         self._client: socket.socket | None = None
+        self._outbox: Outbox | None = None
         self.clients_served = 0
+        self.clients_stalled = 0
         shown = f"[{self.host}]" if family == socket.AF_INET6 else self.host
         self.url = f"socket://{shown}:{self.port}"
         self.description = self.url
 
     def fds(self) -> list[int]:
-        """The listener, the client, and the refused connections still kept (expired ones are closed here)."""
+        """The listener, the client unless replies wait for it, and the refused connections still kept.
+
+        Expired refused connections, and a client stalled for :data:`OUTPUT_STALL_S`, are closed here.
+        """
         self._expire_refused()
+        if self._outbox is not None and self._outbox.stalled_for() >= OUTPUT_STALL_S:
+            self.clients_stalled += 1
+            self._drop_client()
         fds = [self._listener.fileno()]
-        if self._client is not None:
+        if self._client is not None and self._outbox is not None and not self._outbox.pending:
             fds.append(self._client.fileno())
         fds.extend(self._refused)
         return fds
+
+    def write_fds(self) -> list[int]:
+        return [self._outbox.fd] if self._outbox is not None and self._outbox.pending else []
+
+    def on_writable(self, fd: int) -> None:
+        if self._outbox is not None and fd == self._outbox.fd:
+            self._outbox.flush()
+            if self._outbox.closed:
+                self._drop_client()
 
     def on_readable(self, fd: int) -> None:
         if fd == self._listener.fileno():
@@ -232,6 +321,7 @@ class TcpPort:
             return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client = conn
+        self._outbox = Outbox(conn.fileno(), self._monotonic)
         self.clients_served += 1
         self.controller.reset_link()
 
@@ -245,8 +335,11 @@ class TcpPort:
         if not data:
             self._drop_client()
             return
-        reply = self.controller.feed(data)
-        if reply and not _write_all(conn.fileno(), reply):
+        outbox = self._outbox
+        if outbox is None:
+            return
+        outbox.send(self.controller.feed(data))
+        if outbox.closed:
             self._drop_client()
 
     def _refuse(self, conn: socket.socket) -> None:
@@ -275,8 +368,8 @@ class TcpPort:
         if not items:
             return
         refused.answered = True
-        try:
-            _write_all(fd, busy_nak(items[0]))
+        try:  # a few bytes into a fresh socket's empty buffer: taken whole, or the client is gone
+            refused.conn.send(busy_nak(items[0]))
             refused.conn.shutdown(socket.SHUT_WR)
         except OSError:
             self._close_refused(fd)
@@ -296,6 +389,7 @@ class TcpPort:
             with contextlib.suppress(OSError):
                 self._client.close()
             self._client = None
+        self._outbox = None
         self.controller.reset_link()
 
     def close(self) -> None:

@@ -1,7 +1,9 @@
 """The device server: one ``select`` loop over every port, until told to stop.
 
 Single-threaded: frames from all ports are handled one at a time, so the token
-never sees two requests at once. Stopping is cooperative (a
+never sees two requests at once, and no write blocks (replies a client does
+not read wait in its port; see :mod:`vserial.ports`), so one slow client
+never stalls the others. Stopping is cooperative (a
 :class:`threading.Event`, set by a signal handler or a test), and closing
 removes every symlink.
 """
@@ -33,18 +35,21 @@ class DeviceServer:
             self.serve_once(POLL_INTERVAL_S)
 
     def serve_once(self, timeout: float) -> int:
-        """Wait up to ``timeout`` s for input, handle what arrived; return how many fds were readable."""
-        owners = {fd: port for port in self.ports for fd in port.fds()}
+        """Wait up to ``timeout`` s for input or room to write, handle it; return how many fds were ready."""
+        readers = {fd: port for port in self.ports for fd in port.fds()}
+        writers = {fd: port for port in self.ports for fd in port.write_fds()}
         try:
-            readable, _, _ = select.select(list(owners), [], [], timeout)
+            readable, writable, _ = select.select(list(readers), list(writers), [], timeout)
         except InterruptedError:  # a signal arrived; the loop re-checks its stop flag
             return 0
         with self._lock:
+            for fd in writable:
+                writers[fd].on_writable(fd)
             for fd in readable:
-                owners[fd].on_readable(fd)
+                readers[fd].on_readable(fd)
             if self._on_tick is not None:
                 self._on_tick()
-        return len(readable)
+        return len(readable) + len(writable)
 
     def stop(self) -> None:
         """Ask :meth:`serve_forever` to return (safe from signal handlers and other threads)."""

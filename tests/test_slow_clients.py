@@ -1,0 +1,203 @@
+"""A client that sends without reading stalls only itself (issue 15 item 11).
+
+Real ptys and real TCP sockets, one in-process device server. The
+reproduction: a pty client floods INFO requests and never reads; before the
+fix every reply the server could not write blocked the whole loop for up to
+a second, so a TCP client's INFO took 1-2 s. Now replies wait in the port,
+the port stops reading until they move, and every other port is served.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from firmware_sim.device import DeviceController
+from firmware_sim.factory import manufacture
+from firmware_sim.models import get_model
+from firmware_sim.token import Token
+from host.client import TokenClient
+from vserial.ports import MAX_PENDING_OUTPUT, OUTPUT_STALL_S, PtyPort, TcpPort
+from vserial.server import BackgroundServer, DeviceServer
+from vtoken import wire
+from vtoken.clock import NS_PER_SECOND, SimulatedClock
+from vtoken.wire import Command
+
+SEED = b"12345678901234567890"
+SERIAL = "1000000005"
+WAIT_S = 10.0
+#: INFO round trips timed while the flood goes on; before the fix each took 1-2 s.
+ROUND_TRIPS = 20
+#: The whole batch of round trips must take less than this (a tenth of what one blocked write cost
+#: each before the fix; on this machine the batch takes a few milliseconds).
+ROUND_TRIPS_BUDGET_S = 2.0
+
+
+def _token() -> Token:
+    return manufacture(model=get_model("hotp"), seed=SEED, serial=SERIAL, device_key=bytes(32),
+                       clock=SimulatedClock(1_767_225_600 * NS_PER_SECOND))
+
+
+def _open_pty_client(path: str) -> int:
+    return os.open(path, os.O_RDWR | os.O_NOCTTY | os.O_NONBLOCK)
+
+
+def _seq(index: int) -> int:
+    return index % wire.MAX_SEQ + 1
+
+
+def _info_request(index: int) -> bytes:
+    return wire.encode_request(_seq(index), Command.INFO)
+
+
+def _wait_until(condition: object, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
+class Flooder:
+    """A pty client in a thread that writes INFO requests as fast as the port takes them and never reads."""
+
+    def __init__(self, path: str) -> None:
+        self.fd = _open_pty_client(path)
+        self.stop = threading.Event()
+        self.frames = 0
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        pending = b""
+        while not self.stop.is_set():
+            if not pending:
+                pending = _info_request(self.frames)
+                self.frames += 1
+            try:
+                pending = pending[os.write(self.fd, pending):]
+            except BlockingIOError:
+                select.select([], [self.fd], [], 0.05)
+
+    def __enter__(self) -> Flooder:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.thread.join(timeout=WAIT_S)
+        os.close(self.fd)
+
+
+@pytest.fixture
+def pty_and_tcp() -> Iterator[tuple[PtyPort, TcpPort]]:
+    """One token on a pty and on TCP, served by one background loop (as ``vtoken serve`` does)."""
+    token = _token()
+    pty = PtyPort(DeviceController(token, sim_control=True))
+    tcp = TcpPort(DeviceController(token, sim_control=True), "127.0.0.1", 0)
+    with BackgroundServer(DeviceServer([pty, tcp])):
+        yield pty, tcp
+
+
+def test_a_pty_client_that_never_reads_does_not_slow_the_tcp_client(pty_and_tcp: tuple[PtyPort, TcpPort]) -> None:
+    pty, tcp = pty_and_tcp
+    with Flooder(pty.path) as flooder, TokenClient.open(tcp.url, timeout=WAIT_S) as client:
+        _wait_until(lambda: pty.outbox.pending > 0, "the pty's replies to back up")
+        started = time.monotonic()
+        for _ in range(ROUND_TRIPS):
+            assert client.info().serial == SERIAL
+        elapsed = time.monotonic() - started
+        assert flooder.thread.is_alive() and pty.outbox.pending > 0  # still flooding, still unread
+    assert elapsed < ROUND_TRIPS_BUDGET_S, f"{ROUND_TRIPS} INFO round trips took {elapsed:.2f} s during the flood"
+    assert pty.outbox.pending <= MAX_PENDING_OUTPUT and pty.outbox.dropped == 0
+
+
+def test_a_pty_client_that_reads_late_gets_every_reply_in_order(pty_and_tcp: tuple[PtyPort, TcpPort]) -> None:
+    pty, _ = pty_and_tcp
+    fd = _open_pty_client(pty.path)
+    try:
+        sent: list[int] = []
+        rest = b""
+        while not rest:  # send whole requests until the port stops taking them
+            frame = _info_request(len(sent))
+            try:
+                written = os.write(fd, frame)
+            except BlockingIOError:
+                if pty.outbox.pending:
+                    break
+                select.select([], [fd], [], 0.05)
+                continue
+            sent.append(_seq(len(sent)))
+            rest = frame[written:]
+        _wait_until(lambda: pty.outbox.pending > 0, "the pty's replies to back up")
+        assert len(sent) > 100  # far more than one reply's worth was left unread
+
+        reader = wire.FrameReader()
+        replies: list[int] = []
+        deadline = time.monotonic() + WAIT_S
+        while len(replies) < len(sent) and time.monotonic() < deadline:
+            readable, writable, _ = select.select([fd], [fd] if rest else [], [], 0.5)
+            if writable:
+                rest = rest[os.write(fd, rest):]
+            if readable:
+                for item in reader.feed(os.read(fd, 65536)):
+                    response = wire.decode_response(item)  # a FrameDecodeError item fails here, loudly
+                    assert response.ok and response.payload.serial == SERIAL
+                    replies.append(response.seq)
+    finally:
+        os.close(fd)
+    assert replies == sent  # every reply, once, in order: nothing dropped for being slow
+    assert pty.outbox.dropped == 0
+
+
+def _serve_until(server: DeviceServer, condition: object, what: str) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():  # type: ignore[operator]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        server.serve_once(0.01)
+
+
+def test_a_tcp_client_that_never_reads_is_disconnected_after_the_stall_time() -> None:
+    now = [100.0]
+    port = TcpPort(DeviceController(_token(), sim_control=True), "127.0.0.1", 0, monotonic=lambda: now[0])
+    server = DeviceServer([port])
+    flooder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    flooder.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
+    flooder.connect((port.host, port.port))
+    flooder.setblocking(False)
+    try:
+        _serve_until(server, lambda: port.clients_served == 1, "the connection")
+        # A small send buffer on the server's side too, so the backlog builds in kilobytes, not megabytes.
+        port._client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # type: ignore[union-attr]  # noqa: SLF001
+        burst = b"".join(_info_request(seq) for seq in range(1000))
+        sent_before = 0
+        while port._outbox is None or not port._outbox.pending:  # noqa: SLF001 - the state under test
+            try:
+                sent_before += flooder.send(burst)
+            except BlockingIOError:
+                pass
+            server.serve_once(0.01)
+            assert sent_before < 100 * 1024 * 1024, "the server never held a reply back"
+        for _ in range(10):  # replies held, requests no longer read; the loop does not block
+            assert server.serve_once(0.01) == 0
+        now[0] += OUTPUT_STALL_S - 0.5
+        server.serve_once(0.01)
+        assert port.clients_stalled == 0  # slow is not yet stalled
+        now[0] += 0.5
+        server.serve_once(0.01)
+        assert port.clients_stalled == 1 and port._outbox is None  # noqa: SLF001
+        flooder.settimeout(WAIT_S)
+        with pytest.raises(ConnectionResetError):  # the server closed with replies unread: a reset
+            while flooder.recv(65536):
+                pass
+    finally:
+        flooder.close()
+    with BackgroundServer(server), TokenClient.open(port.url, timeout=WAIT_S) as client:
+        assert client.info().serial == SERIAL  # the next client is served
+    assert port.clients_served >= 2
