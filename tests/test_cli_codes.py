@@ -337,7 +337,7 @@ YEAR_LATER_PLUS_630 = 1798761600 + 645  # 2027-01-01T00:10:45Z: the step the tok
 
 def make_token(path, model: str) -> None:
     result = run("token", "new", "--state", str(path), "--model", model, "--secret", RFC_KEY_HEX,
-                 "--serial", "4242424242", "--ppm", "20", "--at", MADE)
+                 "--serial", "4242424243", "--ppm", "20", "--at", MADE)
     assert result.exit_code == 0, result.output
 
 

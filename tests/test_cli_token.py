@@ -27,7 +27,7 @@ SECRET = "c0ffee00" + "5ec12e70" * 3 + "feedface"
 RFC_SECRET = b"12345678901234567890".hex()
 BATCH = "b47c45ec12e7" + "0badf00d" * 2 + "cafe"
 PSK = "00112233445566778899aabbccddeeff"
-SERIAL = "4242424242"
+SERIAL = "4242424243"
 MADE = "2026-01-01T00:00:00Z"
 #: One year later, 15 s into a step; with +20 ppm the token reads 00:10:45.7203, 15.72 s into its step.
 YEAR_LATER = "2027-01-01T00:00:15Z"
@@ -95,6 +95,37 @@ def test_token_new_makes_a_private_file(fob: Path) -> None:
     data = json.loads(fob.read_text())
     assert data["model"] == "totp30"
     assert SECRET not in fob.read_text()
+
+
+#: A seed below RFC 4226's 128 bits (15 bytes), and a vtoken serial with two digits swapped.
+SHORT_SECRET = "5ec12e70" * 3 + "feedfa"
+MISTYPED_SERIAL = "4242424234"
+
+
+@pytest.mark.parametrize(("option", "value", "words", "flag"), [
+    ("--secret", "ab", "the seed is 1 byte; RFC 4226 requires at least 16", "--allow-short-seed"),
+    ("--secret", SHORT_SECRET, "the seed is 15 bytes; RFC 4226 requires at least 16", "--allow-short-seed"),
+    ("--serial", MISTYPED_SERIAL, f"serial {MISTYPED_SERIAL} fails its check digit: probably mistyped",
+     "--force-serial"),
+])
+def test_token_new_refuses_what_provision_refuses(tmp_path: Path, option: str, value: str, words: str,
+                                                  flag: str) -> None:
+    """The same rules as ``vtoken provision``: a short seed or a mistyped serial needs its flag."""
+    path = tmp_path / "fob.token"
+    args = {"--secret": SECRET, "--serial": SERIAL, option: value}
+    result = run("token", "new", "--state", str(path), "--secret", args["--secret"], "--serial", args["--serial"],
+                 "--at", MADE)
+    assert_clean_error(result, words, code=2)
+    assert flag in result.output
+    if option == "--secret":
+        assert value not in result.output  # the length is named, never the seed
+    assert not path.exists()  # nothing written
+    result = ok("token", "new", "--state", str(path), "--secret", args["--secret"], "--serial", args["--serial"],
+                "--at", MADE, flag)
+    made = load_token(path, SimulatedClock(parse_time_ns(MADE)))
+    assert made.serial == args["--serial"]
+    if option == "--serial":
+        assert f"warning: serial {MISTYPED_SERIAL} fails its check digit" in result.output
 
 
 def test_codes_follow_the_drifted_clock(fob: Path) -> None:

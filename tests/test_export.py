@@ -90,7 +90,7 @@ def assert_clean_error(result: Result, words: str, code: int) -> None:
     assert SECRET[:16] not in result.output and SECRET[-16:] not in result.output
 
 
-def new_token(path: Path, model: str, serial: str = "4242424242") -> Path:
+def new_token(path: Path, model: str, serial: str = "4242424243") -> Path:
     ok("token", "new", "--state", path, "--model", model, "--secret", SECRET, "--serial", serial, "--at", MADE)
     return path
 
@@ -198,7 +198,7 @@ def test_token_export_computes_the_tokens_codes(tmp_path: Path, model: str, fmt:
     result = ok("token", "export", "--state", fob, "--format", fmt)
     assert snapshot(tmp_path) == before  # read only: no change, no lock file
     codes = exported_codes(fmt, result.stdout_bytes, tmp_path)
-    assert codes == {"4242424242": shown(fob)}
+    assert codes == {"4242424243": shown(fob)}
 
 
 def test_token_export_records(tmp_path: Path) -> None:
@@ -223,11 +223,11 @@ def test_token_export_protected_pskc(tmp_path: Path, flag: str, value: str) -> N
     out = tmp_path / "fob.pskc"
     result = ok("token", "export", "--state", fob, "--format", "pskc", "--out", out, flag, value)
     assert result.stdout == ""
-    assert "token 4242424242 (pskc, " in result.stderr and str(out) in result.stderr
+    assert "token 4242424243 (pskc, " in result.stderr and str(out) in result.stderr
     assert SECRET not in out.read_text()
     parsed = read_pskc_file(out, **{flag.lstrip("-"): value})
     assert parsed.mac.algorithm is not None
-    assert codes_from_pskc(parsed) == {"4242424242": shown(fob)}
+    assert codes_from_pskc(parsed) == {"4242424243": shown(fob)}
     assert parsed.keys[0].algorithm_suite.lower() == "sha256"
 
 
@@ -284,7 +284,7 @@ def test_terminal_qr(tmp_path: Path) -> None:
     fob = new_token(tmp_path / "fob.token", "totp30")
     result = ok("token", "export", "--state", fob, "--format", "otpauth", "--qr")
     uri, *qr = result.stdout.splitlines()
-    assert uri.startswith("otpauth://totp/vtoken:4242424242?")
+    assert uri.startswith("otpauth://totp/vtoken:4242424243?")
     assert len(qr) > 20 and all(len(line) == len(qr[0]) for line in qr)
     assert {"█", "▀", "▄"} & set("".join(qr))
     # with --out the export goes to the file and the QR code alone to stdout
@@ -298,7 +298,7 @@ def test_qr_file(tmp_path: Path, suffix: str, start: bytes) -> None:
     fob = new_token(tmp_path / "fob.token", "hotp")
     image = tmp_path / f"fob{suffix}"
     result = ok("token", "export", "--state", fob, "--format", "otpauth", "--qr-file", image)
-    assert result.stdout.startswith("otpauth://hotp/vtoken:4242424242?")
+    assert result.stdout.startswith("otpauth://hotp/vtoken:4242424243?")
     assert image.read_bytes().startswith(start)
     assert stat.S_IMODE(image.stat().st_mode) == 0o600
     assert_clean_error(run("token", "export", "--state", fob, "--format", "otpauth", "--qr-file", image),
@@ -491,7 +491,7 @@ def test_export_of_a_served_token_does_not_wait_for_its_lock(tmp_path: Path) -> 
 
 
 def test_render_checks() -> None:
-    record = ExportRecord("4242424242", "totp30", TokenKind.TOTP, Algorithm.SHA1, 6, 30, 0, 0, bytes.fromhex(SECRET))
+    record = ExportRecord("4242424243", "totp30", TokenKind.TOTP, Algorithm.SHA1, 6, 30, 0, 0, bytes.fromhex(SECRET))
     with pytest.raises(InvalidInputError, match="unknown export format"):
         render([record], "xml")
     with pytest.raises(InvalidInputError, match="no tokens"):

@@ -26,7 +26,17 @@ from firmware_sim.rtc import TemperatureProfile
 from firmware_sim.statefile import load_token, save_new_token
 from host.cli.device_cmd import display_json, params_json
 from host.cli.jsonout import echo_json, json_option
-from host.cli.options import INPUT_FILE, at_option, exact_number, hex_bytes, time_or_now
+from host.cli.options import (
+    INPUT_FILE,
+    allow_short_seed_option,
+    at_option,
+    check_seed_length,
+    check_serial_option,
+    exact_number,
+    force_serial_option,
+    hex_bytes,
+    time_or_now,
+)
 from host.timearg import format_time_ns, time_fields
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
 from vtoken.errors import InvalidInputError, StorageError
@@ -50,6 +60,8 @@ def token() -> None:
 @click.option("--aging", default="0", show_default=True, help="Crystal aging, ppm per year.")
 @click.option("--unlocked", is_flag=True, help="Skip the factory lock (the seed can still be re-provisioned).")
 @click.option("--force", is_flag=True, help="Overwrite an existing token file.")
+@allow_short_seed_option
+@force_serial_option
 @at_option
 def new(
     state: str,
@@ -61,9 +73,15 @@ def new(
     aging: str,
     unlocked: bool,
     force: bool,
+    allow_short_seed: bool,
+    force_serial: bool,
     at: str | None,
 ) -> None:
     """Make one token whose clock is set to TIME (default: now).
+
+    A --secret must be at least 16 bytes (RFC 4226; 20 recommended) unless
+    --allow-short-seed; a 10-digit --serial must pass its check digit unless
+    --force-serial.
 
     \b
     Example:
@@ -73,11 +91,14 @@ def new(
     if path.exists() and not force:
         raise StorageError(f"{path} already exists; use --force to replace it")
     model = get_model(model_name)
-    seed = hex_bytes(secret, "--secret") if secret is not None else os.urandom(SEED_BYTES)
+    if secret is not None:
+        seed = check_seed_length(hex_bytes(secret, "--secret"), allow_short_seed)
+    else:
+        seed = os.urandom(SEED_BYTES)
     if serial is None:
         serial = make_serial(int.from_bytes(os.urandom(8), "big") % SERIAL_PAYLOAD_LIMIT)
     else:
-        serial = check_serial(serial, require_check_digit=False)
+        serial = check_serial(check_serial_option(serial, force_serial), require_check_digit=False)
     clock = SimulatedClock(time_or_now(at))
     physics = Physics(
         ppm=exact_number(ppm, "--ppm"),
