@@ -215,7 +215,11 @@ class ActivationCode:
 
 @dataclasses.dataclass
 class PhoneOtp:
-    """A one-time code sent by SMS or voice: single use, expiring, rate-limited per phone."""
+    """A one-time code sent by SMS or voice: single use, expiring, rate-limited per phone.
+
+    ``code_hash`` is HMAC-SHA256 under the pepper derived from master key ``key_id``, as for
+    :class:`ActivationCode`: a copy of the database cannot confirm a guessed code.
+    """
 
     id: str
     account_id: str
@@ -227,6 +231,8 @@ class PhoneOtp:
     purpose: str
     used_ns: int | None = None
     attempts: int = 0
+    #: The master key whose derived pepper keyed ``code_hash``; "" for a code from before schema 3.
+    key_id: str = ""
 
     def __post_init__(self) -> None:
         _check_count(self, "attempts")

@@ -82,13 +82,15 @@ ACTIVATION_CODE_TTL_NS = 72 * NS_PER_HOUR
 ACTIVATION_CODE_DIGITS = 10
 #: Wrong activation codes allowed before a new video session is needed.
 MAX_ACTIVATION_FAILURES = 5
-#: HKDF-SHA256 ``info`` deriving the activation-code pepper from a master key. The pepper keys
-#: HMAC-SHA256(pepper, domain, credential id, code): the database holds neither, so a copy of it
-#: cannot confirm a guessed code. Changing this label revokes every live code.
-ACTIVATION_PEPPER_INFO = b"vtoken-portal-activation-code-pepper-v1"
-ACTIVATION_PEPPER_BYTES = 32
-#: First field of the HMAC'd message, so the pepper can key other purposes without crossing over.
+#: HKDF-SHA256 ``info`` deriving the code pepper from a master key. The pepper keys
+#: HMAC-SHA256(pepper, domain, record id, code) for activation codes and phone OTPs: the database holds
+#: neither pepper nor key, so a copy of it cannot confirm a guessed code. (The label predates phone
+#: OTPs; changing it revokes every live code.)
+CODE_PEPPER_INFO = b"vtoken-portal-activation-code-pepper-v1"
+CODE_PEPPER_BYTES = 32
+#: First field of the HMAC'd message, so one pepper keys each kind of code without crossing over.
 ACTIVATION_HASH_DOMAIN = b"activation"
+PHONE_OTP_HASH_DOMAIN = b"phone"
 PHONE_OTP_DIGITS = 6
 PHONE_OTP_TTL_NS = 5 * 60 * NS_PER_SECOND
 PHONE_OTP_MAX_ATTEMPTS = 3
@@ -167,7 +169,7 @@ class PortalService:
     def _hash(purpose: str, ident: str, secret: str) -> str:
         return hashlib.sha256(f"{purpose}\0{ident}\0{secret}".encode()).hexdigest()
 
-    def _activation_pepper(self, key_id: str) -> SecretBytes:
+    def _code_pepper(self, key_id: str, remedy: str) -> SecretBytes:
         """HKDF-SHA256 of master key ``key_id`` (current or older, from the validator's keyring)."""
         pepper = self._peppers.get(key_id)
         if pepper is None:
@@ -175,18 +177,22 @@ class PortalService:
                 key = self.validator.keyring.get(key_id)
             except MasterKeyError:
                 raise MasterKeyError(
-                    f"an activation code was issued under master key {key_id!r}, which this portal was not "
-                    "given: load it as an older key, or have the user book a new video session"
+                    f"the code was issued under master key {key_id!r}, which this portal was not given: "
+                    f"load it as an older key, or {remedy}"
                 ) from None
-            hkdf = HKDF(
-                algorithm=hashes.SHA256(), length=ACTIVATION_PEPPER_BYTES, salt=None, info=ACTIVATION_PEPPER_INFO
-            )
+            hkdf = HKDF(algorithm=hashes.SHA256(), length=CODE_PEPPER_BYTES, salt=None, info=CODE_PEPPER_INFO)
             pepper = self._peppers[key_id] = SecretBytes(hkdf.derive(bytes.fromhex(key.to_hex())))
         return pepper
 
     def _activation_hash(self, key_id: str, credential_id: str, code: str) -> str:
+        pepper = self._code_pepper(key_id, "have the user book a new video session")
         message = b"\0".join((ACTIVATION_HASH_DOMAIN, credential_id.encode(), code.encode()))
-        return hmac.new(self._activation_pepper(key_id), message, hashlib.sha256).hexdigest()
+        return hmac.new(pepper, message, hashlib.sha256).hexdigest()
+
+    def _phone_otp_hash(self, key_id: str, otp_id: str, code: str) -> str:
+        pepper = self._code_pepper(key_id, "have the user ask for a new code")
+        message = b"\0".join((PHONE_OTP_HASH_DOMAIN, otp_id.encode(), code.encode()))
+        return hmac.new(pepper, message, hashlib.sha256).hexdigest()
 
     def _account(self, account_id: str) -> Account:
         account = self.store.get("account", account_id)
@@ -639,11 +645,12 @@ class PortalService:
             if sum(1 for o in recent if now - o.sent_ns < PHONE_OTP_WINDOW_NS) >= PHONE_OTP_MAX_PER_WINDOW:
                 raise _refuse("otp-rate-limited", "too many codes requested: try again in 15 minutes")
             code = self._digits(PHONE_OTP_DIGITS)
-            number = self.store.next_number("phone_otp", 1)
+            otp_id = f"OTP-{self.store.next_number('phone_otp', 1)}"
+            key_id = self.validator.keyring.current.key_id
             otp = PhoneOtp(
-                id=f"OTP-{number}", account_id=account.id, phone=account.phone, channel=channel,
-                code_hash=self._hash("phone", f"OTP-{number}", code), sent_ns=now,
-                expires_ns=now + PHONE_OTP_TTL_NS, purpose=purpose,
+                id=otp_id, account_id=account.id, phone=account.phone, channel=channel,
+                code_hash=self._phone_otp_hash(key_id, otp_id, code), sent_ns=now,
+                expires_ns=now + PHONE_OTP_TTL_NS, purpose=purpose, key_id=key_id,
             )
             self.store.put("phone_otp", otp, owner=account.id)
             self.store.log(now, account.id, "phone-otp-sent", f"{otp.id} {channel} {purpose}")
@@ -673,11 +680,11 @@ class PortalService:
         otp = candidates[-1]
         if otp.used_ns is not None:
             raise _refuse("otp-used", "this code was already used: ask for a new one")
-        if now >= otp.expires_ns:
+        if now >= otp.expires_ns or not otp.key_id:  # (an unkeyed code from before schema 3 was expired by it)
             raise _refuse("otp-expired", "this code has expired: ask for a new one")
         if otp.attempts >= PHONE_OTP_MAX_ATTEMPTS:
             raise _refuse("otp-attempts", "too many wrong codes: ask for a new one")
-        if not hmac.compare_digest(otp.code_hash, self._hash("phone", otp.id, code.strip())):
+        if not hmac.compare_digest(otp.code_hash, self._phone_otp_hash(otp.key_id, otp.id, code.strip())):
             otp.attempts += 1
             self.store.put("phone_otp", otp, owner=account.id)
             account.phone_otp_failures += 1

@@ -92,11 +92,33 @@ def _revoke_unkeyed_activation_codes(conn: sqlite3.Connection) -> None:
         )
 
 
+#: ``code_hash`` given to a phone OTP whose unkeyed hash schema 3 erased.
+LEGACY_PHONE_OTP_HASH = "legacy-unkeyed"
+
+
+def _expire_unkeyed_phone_otps(conn: sqlite3.Connection) -> None:
+    """Schema 3: phone OTPs were SHA-256(purpose, id, code), which a read database gives away.
+
+    As for activation codes in schema 2, the hash is erased; an unused code is expired (it lived five
+    minutes at most), so entering it is refused with ``otp-expired``, which says to ask for a new one.
+    """
+    rows = conn.execute("SELECT rowid, data FROM portal_entities WHERE kind = 'phone_otp'").fetchall()
+    for rowid, text in rows:
+        raw = json.loads(text)
+        if raw.get("key_id"):
+            continue
+        raw.update(code_hash=LEGACY_PHONE_OTP_HASH, key_id="")
+        if raw.get("used_ns") is None:
+            raw["expires_ns"] = min(raw["expires_ns"], raw["sent_ns"])
+        conn.execute("UPDATE portal_entities SET data = ? WHERE rowid = ?", (json.dumps(raw, sort_keys=True), rowid))
+
+
 #: Every schema step, in order. Change the schema by appending ``Migration(n, ...)``; never edit a shipped one.
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "entities, counters and the audit log"),
     Migration(2, "activation codes keyed by a pepper from the master key; unkeyed ones revoked",
               _revoke_unkeyed_activation_codes),
+    Migration(3, "phone OTPs keyed by the same pepper; unkeyed ones expired", _expire_unkeyed_phone_otps),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

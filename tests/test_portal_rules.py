@@ -45,7 +45,7 @@ from portal.records import (
 )
 from portal.service import (
     ACTIVATION_CODE_TTL_NS,
-    ACTIVATION_PEPPER_INFO,
+    CODE_PEPPER_INFO,
     MAX_ACTIVATION_FAILURES,
     CARD_HOLD_NS,
     FRESH_PHONE_AUTH_NS,
@@ -761,8 +761,8 @@ def test_a_live_code_does_not_activate_a_credential_in_another_state(w: World) -
 
 
 def _pepper(key: MasterKey) -> bytes:
-    """The activation-code pepper, derived independently of the portal's code."""
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=ACTIVATION_PEPPER_INFO).derive(
+    """The code pepper (activation codes, phone OTPs), derived independently of the portal's code."""
+    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=CODE_PEPPER_INFO).derive(
         bytes.fromhex(key.to_hex())
     )
 
@@ -842,7 +842,7 @@ def test_migration_revokes_unkeyed_activation_codes_with_a_clear_refusal(w: Worl
     )
     _as_schema_1(w)
     w.reopen()
-    assert w.pstore.schema_version() == SCHEMA_VERSION == 2
+    assert w.pstore.schema_version() == SCHEMA_VERSION == 3
     stored = " ".join(row[0] for row in w.pstore._conn.execute("SELECT id || data FROM portal_entities"))
     assert legacy not in stored  # the guessable hash is gone
     [migrated] = w.activation_codes(case.account)
@@ -856,6 +856,57 @@ def test_migration_revokes_unkeyed_activation_codes_with_a_clear_refusal(w: Worl
     fresh = w.video_code(case.account)  # booking is open: the credential has no live code
     assert w.portal.activate(case.account.id, fresh).state is CredentialState.ACTIVATED
     assert w.pstore.get("account", case.account.id).phone_otp_failures == 0  # an old account row loads
+
+
+def test_a_read_database_cannot_confirm_a_phone_code(w: World) -> None:
+    """Issue 15 #10, for phone OTPs: an unkeyed SHA-256 of a 6-digit code falls to a million guesses."""
+    case = w.keyed(Product.TOKEN_PROOFED, "DE")
+    w.verified_phone(case.account)
+    code = w.phone_code(case.account)
+    otp = w.pstore.by_owner("phone_otp", case.account.id)[-1]
+    assert hashlib.sha256(f"phone\0{otp.id}\0{code}".encode()).hexdigest() != otp.code_hash  # the old scheme
+    pepper = _pepper(w.keyring.current)
+    message = b"phone\0" + otp.id.encode() + b"\0" + code.encode()
+    assert otp.code_hash == hmac.new(pepper, message, hashlib.sha256).hexdigest()
+    assert otp.key_id == w.keyring.current.key_id
+    on_disk = b"".join(path.read_bytes() for path in w.db.parent.glob(w.db.name + "*"))
+    assert pepper not in on_disk and pepper.hex().encode() not in on_disk
+    assert w.keyring.current.to_hex().encode() not in on_disk
+    # the same database with another master key cannot check a guess, and counts nothing
+    stranger = w.portal_with(Validator(w.vstore, Keyring(generate_master_key()), w.clock))
+    with pytest.raises(MasterKeyError, match="ask for a new code") as info:
+        stranger.sign_in(w.wiki, case.account.id, "phone", code)
+    assert otp.key_id in str(info.value) and w.keyring.current.to_hex() not in str(info.value)
+    assert w.phone_failures(case.account) == 0
+    assert w.portal.sign_in(w.wiki, case.account.id, "phone", code).factor == "phone"
+
+
+def test_migration_expires_unkeyed_phone_codes_with_a_clear_refusal(w: World) -> None:
+    case = w.keyed(Product.TOKEN_PROOFED, "DE")
+    w.verified_phone(case.account)
+    code = w.phone_code(case.account)
+    otp = w.pstore.by_owner("phone_otp", case.account.id)[-1]
+    legacy = hashlib.sha256(f"phone\0{otp.id}\0{code}".encode()).hexdigest()  # as schema 2 stored it
+    conn = w.pstore._conn
+    for rowid, text in conn.execute("SELECT rowid, data FROM portal_entities WHERE kind = 'phone_otp'").fetchall():
+        raw = json.loads(text)
+        del raw["key_id"]
+        if raw["id"] == otp.id:
+            raw["code_hash"] = legacy
+        conn.execute("UPDATE portal_entities SET data = ? WHERE rowid = ?", (json.dumps(raw), rowid))
+    conn.execute("UPDATE portal_counters SET value = 2 WHERE name = 'schema_version'")
+    w.reopen()
+    assert w.pstore.schema_version() == SCHEMA_VERSION == 3
+    stored = " ".join(row[0] for row in w.pstore._conn.execute("SELECT id || data FROM portal_entities"))
+    assert legacy not in stored  # the guessable hash is gone
+    with refused("otp-expired") as info:  # well inside its five minutes, but it cannot be checked any more
+        w.portal.sign_in(w.wiki, case.account.id, "phone", code)
+    assert "ask for a new one" in str(info.value)
+    assert w.phone_failures(case.account) == 0
+    w.reopen()  # migrating again changes nothing
+    assert w.pstore.by_owner("phone_otp", case.account.id)[-1].expires_ns == otp.sent_ns
+    w.advance(30 * NS_PER_SECOND)  # the send rate limit
+    w.phone_sign_in(case.account)  # a new code works
 
 
 def test_a_database_from_a_newer_portal_is_refused(w: World) -> None:
