@@ -31,7 +31,6 @@ import fcntl
 import hashlib
 import json
 import os
-import stat
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -43,6 +42,7 @@ from firmware_sim.flash import Flash
 from firmware_sim.models import get_model
 from firmware_sim.rtc import RTC
 from firmware_sim.token import MenuItem, Token
+from vtoken.boundedread import FileTooLargeError, NotRegularFileError, read_regular_file
 from vtoken.clock import Clock
 from vtoken.errors import CorruptStateError, StorageError, VTokenError
 
@@ -191,33 +191,19 @@ def saved_time_ns(path: str | os.PathLike[str]) -> int:
 
 
 def _read_json(path: Path) -> Any:
-    """Parse a token file: a regular file of bounded size (never blocks on a FIFO), JSON inside."""
+    """Parse a token file: a regular file of bounded size (never blocks on a FIFO, :mod:`vtoken.boundedread`)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+        raw = read_regular_file(path, MAX_TOKEN_FILE_BYTES)
     except FileNotFoundError:
         raise StorageError(f"token file {path} does not exist") from None
+    except NotRegularFileError:
+        raise StorageError(f"token file {path} is not a regular file") from None
+    except FileTooLargeError as exc:
+        raise CorruptStateError(
+            f"token file {path} is corrupt: {exc.size} bytes, more than a token file's {MAX_TOKEN_FILE_BYTES}"
+        ) from None
     except OSError as exc:
         raise StorageError(f"cannot read token file {path}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise StorageError(f"token file {path} is not a regular file")
-        if info.st_size > MAX_TOKEN_FILE_BYTES:
-            raise CorruptStateError(
-                f"token file {path} is corrupt: {info.st_size} bytes, more than a token file's {MAX_TOKEN_FILE_BYTES}"
-            )
-        chunks: list[bytes] = []
-        size = 0
-        while chunk := os.read(fd, MAX_TOKEN_FILE_BYTES + 1 - size):
-            chunks.append(chunk)
-            size += len(chunk)
-            if size > MAX_TOKEN_FILE_BYTES:
-                raise CorruptStateError(f"token file {path} is corrupt: more than {MAX_TOKEN_FILE_BYTES} bytes")
-        raw = b"".join(chunks)
-    except OSError as exc:
-        raise StorageError(f"cannot read token file {path}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
     try:
         return json.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):

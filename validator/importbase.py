@@ -13,13 +13,13 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NoReturn
 
 from validator.records import TokenParams
 from validator.sealing import SecretBytes
+from vtoken.boundedread import FileTooLargeError, NotRegularFileError, read_regular_file
 from vtoken.errors import DuplicateTokenError, ImportFailedError, InvalidInputError
 from vtoken.oath import MAX_PERIOD, Algorithm, parse_algorithm
 from vtoken.serialno import SERIAL_LENGTH, has_valid_check_digit, normalize
@@ -171,33 +171,15 @@ def read_source(source: str | os.PathLike[str] | bytes, name: str | None) -> tup
 
 
 def _read_regular_file(path: Path, display: str) -> bytes:
-    """At most :data:`MAX_FILE_BYTES` + 1 bytes of ``path``, which must be a regular file.
-
-    The file is opened without blocking (a FIFO with no writer would otherwise
-    hang the import forever) and its type checked on the open descriptor
-    before anything is read.
-    """
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
+    """The bytes of ``path``: a regular file of at most :data:`MAX_FILE_BYTES` (see :mod:`vtoken.boundedread`)."""
     try:
-        fd = os.open(path, flags)
+        return read_regular_file(path, MAX_FILE_BYTES)
+    except NotRegularFileError:
+        fail(display, None, "not a regular file (a FIFO, device or directory cannot be imported)")
+    except FileTooLargeError:
+        fail(display, None, f"file is larger than the limit of {MAX_FILE_BYTES} bytes")
     except OSError as exc:
         fail(display, None, f"cannot read the file: {exc.strerror or exc}")
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            fail(display, None, "not a regular file (a FIFO, device or directory cannot be imported)")
-        chunks: list[bytes] = []
-        size = 0
-        while size <= MAX_FILE_BYTES:
-            chunk = os.read(fd, MAX_FILE_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
-    except OSError as exc:
-        fail(display, None, f"cannot read the file: {exc.strerror or exc}")
-    finally:
-        os.close(fd)
-    return b"".join(chunks)
 
 
 def hash_name(text: str, name: str, where: str, what: str) -> Algorithm:

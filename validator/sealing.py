@@ -29,6 +29,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from validator.records import SealedSeed
+from vtoken.boundedread import FileTooLargeError, NotRegularFileError, read_regular_file
 from vtoken.errors import InvalidKeyError, MasterKeyError, SealedSeedError
 
 __all__ = [
@@ -69,11 +70,6 @@ _FORBIDDEN_KEY_FILE_BITS = 0o077
 _HEX_DIGITS = frozenset("0123456789abcdefABCDEF")
 #: A key file is a line of hex; anything much bigger is not a key file.
 MAX_KEY_FILE_BYTES = 4096
-#: How :func:`load_key_file` opens a key file: never blocking (a FIFO with no writer would block the
-#: open forever), never becoming the controlling terminal, not inherited by child processes.
-_KEY_FILE_OPEN_FLAGS = (
-    os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0)
-)
 #: Largest seed :func:`seal` accepts (HMAC keys longer than a block are hashed anyway).
 MAX_SEED_BYTES = 1024
 
@@ -318,43 +314,27 @@ def load_key_file(path: str | os.PathLike[str]) -> MasterKey:
     is opened without blocking and must be a regular file (checked on the
     open descriptor, before any read): a FIFO, device or directory in its
     place is refused at once instead of blocking ``check`` forever. At most
-    :data:`MAX_KEY_FILE_BYTES` + 1 bytes are read.
+    :data:`MAX_KEY_FILE_BYTES` + 1 bytes are read (:mod:`vtoken.boundedread`).
     """
     target = Path(path)
-    try:
-        fd = os.open(target, _KEY_FILE_OPEN_FLAGS)
-    except FileNotFoundError:
-        raise MasterKeyError(f"key file {target} does not exist (create one with 'vtoken validator init')") from None
-    except OSError as exc:
-        raise MasterKeyError(f"cannot open key file {target}: {exc.strerror}") from None
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            raise MasterKeyError(f"key file {target} is not a regular file")
+
+    def private_only(info: os.stat_result) -> None:
         mode = stat.S_IMODE(info.st_mode)
         if os.name == "posix" and mode & _FORBIDDEN_KEY_FILE_BITS:
             raise MasterKeyError(
-                f"key file {target} has mode {mode:04o}: group or others can access it; "
-                f"run 'chmod 600 {target}'"
+                f"key file {target} has mode {mode:04o}: group or others can access it; run 'chmod 600 {target}'"
             )
-        if info.st_size > MAX_KEY_FILE_BYTES:
-            raise MasterKeyError(f"key file {target} is {info.st_size} bytes; a key file is one line of hex")
-        chunks = []
-        size = 0
-        while size <= MAX_KEY_FILE_BYTES:  # bounded even if the file grows while it is read
-            chunk = os.read(fd, MAX_KEY_FILE_BYTES + 1 - size)
-            if not chunk:
-                break
-            chunks.append(chunk)
-            size += len(chunk)
+
+    try:
+        raw = read_regular_file(target, MAX_KEY_FILE_BYTES, check=private_only)
+    except FileNotFoundError:
+        raise MasterKeyError(f"key file {target} does not exist (create one with 'vtoken validator init')") from None
+    except NotRegularFileError:
+        raise MasterKeyError(f"key file {target} is not a regular file") from None
+    except FileTooLargeError as exc:
+        raise MasterKeyError(f"key file {target} is {exc.size} bytes; a key file is one line of hex") from None
     except OSError as exc:
         raise MasterKeyError(f"cannot read key file {target}: {exc.strerror}") from None
-    finally:
-        os.close(fd)
-    raw = b"".join(chunks)
-    if len(raw) > MAX_KEY_FILE_BYTES:
-        raise MasterKeyError(f"key file {target} is larger than {MAX_KEY_FILE_BYTES} bytes; a key file is one line "
-                             "of hex")
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:
