@@ -23,7 +23,6 @@ Every output holds seeds, so :func:`write_private` creates files with mode
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import enum
 import io
@@ -38,11 +37,10 @@ from vtoken.clock import SimulatedClock
 from vtoken.errors import DeviceStateError, InvalidInputError, StorageError
 from vtoken.oath import DEFAULT_PERIOD, Algorithm, TokenKind
 from vtoken.otpauth import OtpAuthKey, build_uri
+from vtoken.safefile import FolderSyncError, create_private, replace_private
 
 #: The issuer an authenticator app shows for an exported token.
 OTPAUTH_ISSUER = "vtoken"
-#: Mode of every file this module writes: they hold seeds.
-PRIVATE_FILE_MODE = 0o600
 #: Mode of a folder this module creates for QR images.
 PRIVATE_DIR_MODE = 0o700
 #: OATH CSV column separator, as privacyIDEA's and LinOTP's documentation write it.
@@ -264,43 +262,20 @@ def write_private(path: str | os.PathLike[str], data: bytes, *, force: bool = Fa
     Without ``force`` the file is created exclusively (an existing file or
     symlink is refused, never followed). With ``force`` a 0600 temporary file
     is renamed over the target, so the result is 0600 whatever the old mode.
+    Either way the data is fsynced (:mod:`vtoken.safefile`).
     """
     target = Path(path)
-    if not force:
-        try:
-            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-        except FileExistsError:
-            raise StorageError(f"{target} already exists; use --force to replace it") from None
-        except OSError as exc:
-            raise StorageError(f"cannot create {target}: {exc.strerror}") from None
-        try:
-            _write_all(fd, data)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                target.unlink()
-            raise StorageError(f"cannot write {target}: {exc.strerror}") from None
-        return
-    folder = target.parent if str(target.parent) else Path(".")
-    tmp = folder / f".{target.name}.{os.getpid()}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_FILE_MODE)
-        _write_all(fd, data)
-        os.replace(tmp, target)
+        if force:
+            replace_private(target, data)
+        else:
+            create_private(target, data)
+    except FileExistsError:
+        raise StorageError(f"{target} already exists; use --force to replace it") from None
+    except FolderSyncError as exc:
+        raise StorageError(f"{target} was written, but its folder could not be synced to disk: {exc.strerror}") from None
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise StorageError(f"cannot write {target}: {exc.strerror}") from None
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    """Write every byte, fsync and close ``fd``."""
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        raise StorageError(f"cannot {'write' if force else 'create'} {target}: {exc.strerror}") from None
 
 
 def plan_qr_folder(

@@ -75,6 +75,7 @@ from firmware_sim.statefile import FILE_MODE, TOKEN_SUFFIX, token_file_bytes, to
 from firmware_sim.token import Token
 from vtoken.clock import Clock
 from vtoken.errors import CorruptStateError, InvalidInputError, StorageError, VTokenError
+from vtoken.safefile import create_private, open_new_private
 
 PSKC_FILENAME = "tokens.pskc"
 #: Without syncfs: threads that fsync the files (concurrent fsyncs share journal commits), files per task.
@@ -361,13 +362,7 @@ def make_durable(folder: Path, files: list[Path], progress: Callable[[int], None
 def _write_new(path: Path, payload: bytes) -> None:
     """Create ``path`` (mode 0600, never over an existing file) holding ``payload``; no fsync here."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
-        try:
-            view = memoryview(payload)
-            while view:
-                view = view[os.write(fd, view):]
-        finally:
-            os.close(fd)
+        create_private(path, payload, mode=FILE_MODE, sync=False)
     except OSError as exc:
         raise StorageError(f"cannot write {path.name}: {exc.strerror}") from None
 
@@ -391,9 +386,7 @@ def write_pskc(spec: FleetSpec, created_ns: int, target: Path, psk: bytes | None
     """Build the PSKC file of the batch and write it to the new file ``target`` (mode 0600, no fsync)."""
     container = build_pskc(spec, created_ns=created_ns, psk=psk, password=password)
     try:
-        # Created 0600 from the start: a plaintext PSKC file holds every seed.
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), FILE_MODE)
-        with os.fdopen(fd, "wb") as output:
+        with open_new_private(target, mode=FILE_MODE) as output:  # 0600 from the start: it holds every seed
             container.write(output)
     except OSError as exc:
         raise StorageError(f"cannot write {target.name}: {exc.strerror}") from None

@@ -42,13 +42,20 @@ from firmware_sim.flash import Flash
 from firmware_sim.models import get_model
 from firmware_sim.rtc import RTC
 from firmware_sim.token import MenuItem, Token
-from vtoken.boundedread import FileTooLargeError, NotRegularFileError, read_regular_file
+from vtoken.safefile import (
+    PRIVATE_FILE_MODE,
+    FileTooLargeError,
+    FolderSyncError,
+    NotRegularFileError,
+    read_regular_file,
+    replace_private,
+)
 from vtoken.clock import Clock
 from vtoken.errors import CorruptStateError, StorageError, VTokenError
 
 FILE_FORMAT = "vtoken-token"
 FILE_VERSION = 1
-FILE_MODE = 0o600
+FILE_MODE = PRIVATE_FILE_MODE
 TOKEN_SUFFIX = ".token"
 LOCK_SUFFIX = ".lock"
 #: A token file is about 2 KB; anything larger is refused before it is read.
@@ -191,7 +198,7 @@ def saved_time_ns(path: str | os.PathLike[str]) -> int:
 
 
 def _read_json(path: Path) -> Any:
-    """Parse a token file: a regular file of bounded size (never blocks on a FIFO, :mod:`vtoken.boundedread`)."""
+    """Parse a token file: a regular file of bounded size (never blocks on a FIFO, :mod:`vtoken.safefile`)."""
     try:
         raw = read_regular_file(path, MAX_TOKEN_FILE_BYTES)
     except FileNotFoundError:
@@ -230,27 +237,13 @@ def save_token(token: Token, path: str | os.PathLike[str]) -> None:
     """
     path = Path(path)
     payload = token_file_bytes(token_to_dict(token))
-    folder = path.parent if str(path.parent) else Path(".")
-    tmp = folder / f".{path.name}.{os.getpid()}.tmp"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        try:
-            view = memoryview(payload)
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, path)
-        dir_fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        replace_private(path, payload, mode=FILE_MODE)
+    except FolderSyncError as exc:
+        raise StorageError(
+            f"token file {path} was written, but its folder could not be synced to disk: {exc.strerror}"
+        ) from None
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
         raise StorageError(f"cannot write token file {path}: {exc.strerror}; the previous file is intact") from None
 
 

@@ -46,6 +46,7 @@ from vserial.ports import PtyPort
 from vserial.server import BackgroundServer, DeviceServer
 from vtoken.clock import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND, SimulatedClock
 from vtoken.errors import PortalError, StorageError
+from vtoken.safefile import PRIVATE_FILE_MODE, open_new_private
 
 #: The story starts on 2026-03-02 at 09:00 UTC.
 START_NS = 1_772_442_000 * NS_PER_SECOND
@@ -57,7 +58,7 @@ PSKC_NAME = "tokens.pskc"
 #: The validator's and the portal's tables share this database, as with ``vtoken portal --db``.
 DB_NAME = "portal.db"
 #: Files that hold seeds or keys.
-PRIVATE_MODE = 0o600
+PRIVATE_MODE = PRIVATE_FILE_MODE
 
 
 def demo_files(folder: Path) -> tuple[Path, Path, Path, Path]:
@@ -168,8 +169,7 @@ def _check_folder(folder: Path) -> None:
 def _write_private(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Create ``path`` with mode 0600 (it holds seeds, even if encrypted) and let ``write`` fill it."""
     try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, PRIVATE_MODE)
-        with os.fdopen(fd, "wb") as output:
+        with open_new_private(path, mode=PRIVATE_MODE) as output:
             write(output)
     except OSError as exc:
         raise StorageError(f"cannot write {path}: {exc.strerror}") from None

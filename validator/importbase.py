@@ -19,7 +19,7 @@ from typing import NoReturn
 
 from validator.records import TokenParams
 from validator.sealing import SecretBytes
-from vtoken.boundedread import FileTooLargeError, NotRegularFileError, read_regular_file
+from vtoken.safefile import FileTooLargeError, NotRegularFileError, read_regular_file
 from vtoken.errors import DuplicateTokenError, ImportFailedError, InvalidInputError
 from vtoken.oath import MAX_PERIOD, Algorithm, parse_algorithm
 from vtoken.serialno import SERIAL_LENGTH, has_valid_check_digit, normalize
@@ -171,7 +171,7 @@ def read_source(source: str | os.PathLike[str] | bytes, name: str | None) -> tup
 
 
 def _read_regular_file(path: Path, display: str) -> bytes:
-    """The bytes of ``path``: a regular file of at most :data:`MAX_FILE_BYTES` (see :mod:`vtoken.boundedread`)."""
+    """The bytes of ``path``: a regular file of at most :data:`MAX_FILE_BYTES` (see :mod:`vtoken.safefile`)."""
     try:
         return read_regular_file(path, MAX_FILE_BYTES)
     except NotRegularFileError:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import hashlib
 import hmac
 import os
@@ -29,7 +30,14 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from validator.records import SealedSeed
-from vtoken.boundedread import FileTooLargeError, NotRegularFileError, read_regular_file
+from vtoken.safefile import (
+    FileTooLargeError,
+    NotRegularFileError,
+    create_private,
+    fsync_dir,
+    read_regular_file,
+    temp_path,
+)
 from vtoken.errors import InvalidKeyError, MasterKeyError, SealedSeedError
 
 __all__ = [
@@ -227,38 +235,6 @@ def master_key_from_env(environ: Mapping[str, str] | None = None, *, name: str =
     return parse_master_key(value, source=f"environment variable {name}")
 
 
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _write_exclusive(target: Path, data: bytes) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(target, flags, KEY_FILE_MODE)
-    except FileExistsError:
-        raise MasterKeyError(f"key file {target} already exists; refusing to overwrite it") from None
-    except OSError as exc:
-        raise MasterKeyError(f"cannot create key file {target}: {exc.strerror}") from None
-    try:
-        if hasattr(os, "fchmod"):
-            os.fchmod(fd, KEY_FILE_MODE)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_key_file(path: str | os.PathLike[str], key: MasterKey) -> Path:
     """Write ``key`` as hex to a new file ``path`` with mode 0600, atomically; never overwrite.
 
@@ -271,38 +247,32 @@ def write_key_file(path: str | os.PathLike[str], key: MasterKey) -> Path:
     if not isinstance(key, MasterKey):
         raise MasterKeyError(f"expected a MasterKey, not {type(key).__name__}")
     target = Path(path)
+    exists = MasterKeyError(f"key file {target} already exists; refusing to overwrite it")
     if target.exists() or target.is_symlink():
-        raise MasterKeyError(f"key file {target} already exists; refusing to overwrite it")
-    directory = target.parent
-    tmp = directory / f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        raise exists
     data = (key.to_hex() + "\n").encode("ascii")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(tmp, flags, KEY_FILE_MODE)
-    except OSError as exc:
-        raise MasterKeyError(f"cannot create key file in {directory}: {exc.strerror}") from None
+    tmp = temp_path(target)
     try:
         try:
-            if hasattr(os, "fchmod"):
-                os.fchmod(fd, KEY_FILE_MODE)  # the umask may have removed bits we need; never adds any
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            create_private(tmp, data, mode=KEY_FILE_MODE)
+        except OSError as exc:
+            raise MasterKeyError(f"cannot create key file in {target.parent}: {exc.strerror}") from None
         try:
             os.link(tmp, target)
         except FileExistsError:
-            raise MasterKeyError(f"key file {target} already exists; refusing to overwrite it") from None
+            raise exists from None
         except OSError:
-            _write_exclusive(target, data)  # a file system without hard links: O_EXCL still never overwrites
+            try:  # a file system without hard links: O_EXCL still never overwrites
+                create_private(target, data, mode=KEY_FILE_MODE)
+            except FileExistsError:
+                raise exists from None
+            except OSError as exc:
+                raise MasterKeyError(f"cannot create key file {target}: {exc.strerror}") from None
     finally:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-    _fsync_dir(directory)
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    with contextlib.suppress(OSError):
+        fsync_dir(target.parent)
     return target
 
 
@@ -314,7 +284,7 @@ def load_key_file(path: str | os.PathLike[str]) -> MasterKey:
     is opened without blocking and must be a regular file (checked on the
     open descriptor, before any read): a FIFO, device or directory in its
     place is refused at once instead of blocking ``check`` forever. At most
-    :data:`MAX_KEY_FILE_BYTES` + 1 bytes are read (:mod:`vtoken.boundedread`).
+    :data:`MAX_KEY_FILE_BYTES` + 1 bytes are read (:mod:`vtoken.safefile`).
     """
     target = Path(path)
 
