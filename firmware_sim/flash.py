@@ -186,6 +186,7 @@ __all__ = [
     "FlashRecord",
     "PowerLossError",
     "SeedAuthenticationError",
+    "SeedCipher",
     "TokenKind",
     "decode_record",
     "encode_record",
@@ -871,6 +872,48 @@ def _check_int(value: object, name: str, low: int, high: int, error: type[Invali
 # --- the flash ---------------------------------------------------------------------------------
 
 
+class SeedCipher:
+    """The seed's encryption under one device key: the one definition, for :class:`Flash` and fleet stamping.
+
+    AES-256-GCM under a key derived from the device key; the nonce is
+    derived (SIV-style) from the record's sequence number, the serial and the
+    seed, so re-encrypting the same seed in the same record gives the same
+    bytes; the serial is associated data (see the module docstring).
+    """
+
+    __slots__ = ("_enc_key", "_nonce_key")
+
+    def __init__(self, device_key: bytes) -> None:
+        key = _check_device_key(device_key)
+        self._enc_key = hmac.new(key, _ENC_KEY_LABEL, hashlib.sha256).digest()
+        self._nonce_key = hmac.new(key, _NONCE_KEY_LABEL, hashlib.sha256).digest()
+
+    def __repr__(self) -> str:
+        return "SeedCipher(<device key>)"
+
+    @staticmethod
+    def associated_data(serial: str) -> bytes:
+        """What binds a sealed seed to its serial (and to this flash format)."""
+        encoded = serial.encode("ascii")
+        return MAGIC + bytes([FORMAT_VERSION, len(encoded)]) + encoded
+
+    def encrypt(self, sequence: int, serial: str, seed: bytes) -> tuple[bytes, bytes]:
+        """``(nonce, ciphertext)`` of ``seed`` in the record numbered ``sequence``."""
+        associated = self.associated_data(serial)
+        message = _NONCE_LABEL + _SEQUENCE_STRUCT.pack(sequence) + associated + seed
+        nonce = hmac.new(self._nonce_key, message, hashlib.sha256).digest()[:NONCE_SIZE]
+        return nonce, AESGCM(self._enc_key).encrypt(nonce, seed, associated)
+
+    def decrypt(self, record: FlashRecord) -> bytes:
+        """The seed of ``record``; :class:`SeedAuthenticationError` if it does not authenticate."""
+        try:
+            return AESGCM(self._enc_key).decrypt(record.nonce, record.ciphertext, self.associated_data(record.serial))
+        except InvalidTag:
+            raise SeedAuthenticationError(
+                "the encrypted seed does not authenticate: wrong device key or tampered flash image"
+            ) from None
+
+
 class Flash:
     """The token's flash: two A/B slots holding the newest and previous record.
 
@@ -885,7 +928,7 @@ class Flash:
     """
 
     __slots__ = (
-        "_image", "_enc_key", "_nonce_key", "_record", "_slot", "_power_loss_after", "_fault", "_diagnostics"
+        "_image", "_cipher", "_record", "_slot", "_power_loss_after", "_fault", "_diagnostics"
     )
 
     def __init__(self, image: bytes, device_key: bytes) -> None:
@@ -897,8 +940,7 @@ class Flash:
         if len(image) != IMAGE_SIZE:
             raise CorruptStateError(f"flash image must be {IMAGE_SIZE} bytes, got {len(image)}")
         self._image = bytearray(image)
-        self._enc_key = hmac.new(key, _ENC_KEY_LABEL, hashlib.sha256).digest()
-        self._nonce_key = hmac.new(key, _NONCE_KEY_LABEL, hashlib.sha256).digest()
+        self._cipher = SeedCipher(key)
         self._power_loss_after: int | None = None
         self._record: FlashRecord | None = None
         self._slot: int = 0
@@ -1033,25 +1075,8 @@ class Flash:
 
     # --- crypto ---
 
-    @staticmethod
-    def _associated_data(serial: str) -> bytes:
-        encoded = serial.encode("ascii")
-        return MAGIC + bytes([FORMAT_VERSION, len(encoded)]) + encoded
-
-    def _derive_nonce(self, sequence: int, serial: str, seed: bytes) -> bytes:
-        message = _NONCE_LABEL + _SEQUENCE_STRUCT.pack(sequence) + self._associated_data(serial) + seed
-        return hmac.new(self._nonce_key, message, hashlib.sha256).digest()[:NONCE_SIZE]
-
     def _decrypt_seed(self, record: FlashRecord | None = None) -> bytes:
-        record = self._healthy() if record is None else record
-        try:
-            return AESGCM(self._enc_key).decrypt(
-                record.nonce, record.ciphertext, self._associated_data(record.serial)
-            )
-        except InvalidTag:
-            raise SeedAuthenticationError(
-                "the encrypted seed does not authenticate: wrong device key or tampered flash image"
-            ) from None
+        return self._cipher.decrypt(self._healthy() if record is None else record)
 
     # --- writing ---
 
@@ -1157,8 +1182,7 @@ class Flash:
             nonce=_BLANK_NONCE,
             ciphertext=b"",
         )
-        nonce = self._derive_nonce(record.sequence, serial, seed)
-        ciphertext = AESGCM(self._enc_key).encrypt(nonce, seed, self._associated_data(serial))
+        nonce, ciphertext = self._cipher.encrypt(record.sequence, serial, seed)
         self._commit(dataclasses.replace(record, nonce=nonce, ciphertext=ciphertext))
 
     def lock(self) -> None:

@@ -44,7 +44,6 @@ import dataclasses
 import errno
 import fcntl
 import hashlib
-import hmac
 import json
 import multiprocessing
 import os
@@ -55,12 +54,9 @@ import threading
 import zlib
 from collections.abc import Callable, Iterable
 from fractions import Fraction
-from typing import Any
 from pathlib import Path
+from typing import Any
 
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-from firmware_sim import flash as flash_format
 from firmware_sim.fleet import (
     FleetSpec,
     build_pskc,
@@ -70,7 +66,15 @@ from firmware_sim.fleet import (
     draw_ppm,
     make_token,
 )
-from firmware_sim.flash import ERASED_BYTE, NONCE_SIZE, SLOT_COUNT, SLOT_SIZE, Flash, FlashRecord, decode_record, encode_record
+from firmware_sim.flash import (
+    ERASED_BYTE,
+    SLOT_COUNT,
+    SLOT_SIZE,
+    FlashRecord,
+    SeedCipher,
+    decode_record,
+    encode_record,
+)
 from firmware_sim.statefile import FILE_MODE, TOKEN_SUFFIX, token_file_bytes, token_to_dict
 from firmware_sim.token import Token
 from vtoken.clock import Clock
@@ -544,8 +548,8 @@ class TokenFileStamper:
     token differs from the first only in its device key, its crystal error and,
     in its flash records, its serial, nonce and encrypted seed. So the first
     token is manufactured, and for each token only those are computed: the seed
-    encrypted as :meth:`Flash.provision` does (AES-256-GCM, the SIV-style nonce
-    of the provisioning record's sequence number), the template's records
+    encrypted by the flash's own :class:`SeedCipher` (AES-256-GCM, the SIV-style
+    nonce of the provisioning record's sequence number), the template's records
     re-made with them (:class:`_RecordPatcher`), and the JSON filled into a
     template. Per token that is three HKDFs, three HMACs, one AES-GCM and two
     CRCs: about a tenth of manufacturing it.
@@ -623,7 +627,7 @@ class TokenFileStamper:
 
     def _image(self, serial: str, seed: bytes, device_key: bytes) -> bytes:
         """The flash image of this token: the template's records with its serial and encrypted seed."""
-        nonce, ciphertext = _encrypt_seed(device_key, self._provision_sequence, serial, seed)
+        nonce, ciphertext = SeedCipher(device_key).encrypt(self._provision_sequence, serial, seed)
         image = bytearray()
         for slot in self._slots:
             image += slot.slot(serial, nonce, ciphertext) if isinstance(slot, _RecordPatcher) else slot
@@ -676,13 +680,4 @@ class _RecordPatcher:
             data = bytes(buffer)
         return data + bytes([ERASED_BYTE]) * (SLOT_SIZE - len(data))
 
-
-def _encrypt_seed(device_key: bytes, sequence: int, serial: str, seed: bytes) -> tuple[bytes, bytes]:
-    """Nonce and ciphertext exactly as :meth:`Flash.provision` makes them (see the flash module's docstring)."""
-    enc_key = hmac.new(device_key, flash_format._ENC_KEY_LABEL, hashlib.sha256).digest()
-    nonce_key = hmac.new(device_key, flash_format._NONCE_KEY_LABEL, hashlib.sha256).digest()
-    associated = Flash._associated_data(serial)
-    message = flash_format._NONCE_LABEL + flash_format._SEQUENCE_STRUCT.pack(sequence) + associated + seed
-    nonce = hmac.new(nonce_key, message, hashlib.sha256).digest()[:NONCE_SIZE]
-    return nonce, AESGCM(enc_key).encrypt(nonce, seed, associated)
 

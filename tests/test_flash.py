@@ -25,6 +25,7 @@ from firmware_sim.flash import (
     FlashRecord,
     PowerLossError,
     SeedAuthenticationError,
+    SeedCipher,
     TokenKind,
     decode_record,
     encode_record,
@@ -1145,3 +1146,22 @@ def test_no_seed_in_a_faulted_flash() -> None:
         for text in (str(loaded.fault), repr(loaded.fault), repr(loaded), *loaded.diagnostics):
             assert_no_secret(text, b"SEED" * 32)
             assert_no_secret(text, DEVICE_KEY)
+
+
+# --- the seed cipher -----------------------------------------------------------------------------
+
+
+def test_the_seed_cipher_is_what_provisioning_writes() -> None:
+    """SeedCipher is the one definition: the provisioned record holds exactly its nonce and ciphertext."""
+    flash = Flash.blank(DEVICE_KEY)
+    flash.provision(seed=SEED, serial=SERIAL, model=MODEL, kind=TokenKind.TOTP, algorithm=Algorithm.SHA1,
+                    digits=6, period=30, t0=0, counter=0)
+    [record] = [r for r in (decode_record(flash.image[i:i + SLOT_SIZE]) for i in (0, SLOT_SIZE)) if r.provisioned]
+    cipher = SeedCipher(DEVICE_KEY)
+    assert cipher.encrypt(record.sequence, SERIAL, SEED) == (record.nonce, record.ciphertext)
+    assert cipher.decrypt(record) == SEED
+    assert cipher.encrypt(record.sequence + 1, SERIAL, SEED)[0] != record.nonce  # the nonce follows the record
+    for wrong in (SeedCipher(OTHER_KEY).decrypt, lambda r: cipher.decrypt(dataclasses.replace(r, serial="0000005732"))):
+        with pytest.raises(SeedAuthenticationError):
+            wrong(record)
+    assert DEVICE_KEY.hex() not in repr(cipher) and SEED.hex() not in repr(cipher)

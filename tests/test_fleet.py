@@ -436,7 +436,14 @@ def test_fleet_files_are_exactly_the_manufactured_tokens(tmp_path: Path, model: 
 
 
 def test_an_unknown_flash_layout_falls_back_to_manufacturing_each_token(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(fleetdir, "_encrypt_seed", lambda *args: (bytes(12), bytes(36)))  # wrong crypto
+    class WrongCipher:  # the stamper's seed encryption gone wrong (the flash's own is untouched)
+        def __init__(self, device_key: bytes) -> None:
+            pass
+
+        def encrypt(self, sequence: int, serial: str, seed: bytes) -> tuple[bytes, bytes]:
+            return bytes(12), bytes(36)
+
+    monkeypatch.setattr(fleetdir, "SeedCipher", WrongCipher)
     s = spec(count=5)
     assert not fleetdir.TokenFileStamper(s, SimulatedClock(FACTORY_NS)).fast
     write_fleet(s, tmp_path / "f", SimulatedClock(FACTORY_NS))
