@@ -209,6 +209,10 @@ class PortalService:
     def _mail(self, to: str, subject: str, body: str) -> None:
         self.sender.send(Message("email", to, subject, body, self._now()))
 
+    def account(self, account_id: str) -> Account:
+        """The account ``account_id`` as stored; refused with ``unknown-account`` if there is none."""
+        return self._account(account_id)
+
     def current_credential(self, account_id: str) -> Credential:
         """The account's current hardware-token credential (the newest one)."""
         creds = self.store.by_owner("credential", account_id)

@@ -285,7 +285,7 @@ def test_cli_help_lists_every_step_with_examples() -> None:
         "order": ("place", "pay", "ship", "deliver", "ship-replacement"),
         "key": ("issue", "enter"),
         "proof": ("options", "instant", "book", "video"),
-        "phone": ("add", "verify", "send"),
+        "phone": ("add", "verify", "send", "lock", "unlock"),
     }.items():
         sub = ok("portal", group, "--help")
         assert "Example" in sub
@@ -330,3 +330,24 @@ def test_cli_at_now(cli: Portal, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "card  paid" in shown, shown
     placed = json.loads(cli.ok("account", "show", "ACC-1", "--json"))["orders"][0]
     assert placed["placed_ns"] == T0 * 10**9 and placed["placed"] == "2026-03-02T09:00:00Z"
+
+
+def test_cli_support_locks_and_unlocks_phone_otp(cli: Portal) -> None:
+    """The refusal says 'ask support to unlock them': support can, from the command line."""
+    cli.ok("account", "create", EMAIL, NAME, "--country", "US", "--at", T0)
+    cli.ok("phone", "add", "ACC-1", PHONE, "--at", T0)
+    cli.ok("phone", "verify", "ACC-1", cli.phone_code("sms"), "--at", T0 + 60)
+    cli.refused("phone", "lock", "ACC-1", "--reason", "  ", "--at", T0 + 90, code="lock-reason-missing")
+    locked = cli.ok("phone", "lock", "ACC-1", "--reason", "SIM swap  reported", "--at", T0 + 90)
+    assert locked == "phone OTP locked for ACC-1 (SIM swap reported); unlock with 'vtoken portal phone unlock ACC-1'\n"
+    refusal = cli.refused("phone", "send", "ACC-1", "--at", T0 + 120, code="otp-locked")
+    assert "ask support to unlock them" in refusal.output and "SIM swap reported" in refusal.output
+    shown = json.loads(cli.ok("account", "show", "ACC-1", "--json"))["account"]
+    assert shown["phone_otp_locked"] is True and shown["phone_otp_lock_reason"] == "SIM swap reported"
+    unlocked = json.loads(cli.ok("phone", "unlock", "ACC-1", "--json", "--at", T0 + 150))
+    assert unlocked["ok"] is True and unlocked["was_locked"] is True
+    assert unlocked["account"]["phone_otp_locked"] is False and unlocked["account"]["phone_otp_failures"] == 0
+    assert cli.ok("phone", "unlock", "ACC-1", "--at", T0 + 160) == "phone OTP for ACC-1 was not locked\n"
+    cli.ok("phone", "send", "ACC-1", "--at", T0 + 180)  # codes flow again
+    assert cli.phone_code("sms").isdigit()
+    cli.refused("phone", "unlock", "ACC-9", code="unknown-account")

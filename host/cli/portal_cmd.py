@@ -230,7 +230,7 @@ def account_create(pc: PortalContext, email: str, name: str, country: str, at: s
 def account_show(pc: PortalContext, account_id: str, as_json: bool) -> None:
     """The account's profile, phone, orders and credentials."""
     with pc.service() as svc:
-        acc = svc._account(_ident(account_id))
+        acc = svc.account(_ident(account_id))
         orders = svc.store.by_owner("order", acc.id)
         creds = svc.store.by_owner("credential", acc.id)
     if as_json:
@@ -619,6 +619,8 @@ def phone() -> None:
       vtoken portal phone verify ACC-1 633558
       vtoken portal phone send ACC-1 --voice
       vtoken portal signin wiki ACC-1 --phone 044093
+      vtoken portal phone lock ACC-1 --reason "SIM swap reported"
+      vtoken portal phone unlock ACC-1
     """
 
 
@@ -637,7 +639,7 @@ def phone_add(pc: PortalContext, account_id: str, number: str, voice: bool, at: 
     """Add a phone number (international form, +14155550123); a code is sent to verify it."""
     with pc.service(at) as svc:
         svc.register_phone(_ident(account_id), number, _channel(voice))
-        acc = svc._account(_ident(account_id))
+        acc = svc.account(_ident(account_id))
     if as_json:
         echo_json({"ok": True, "account": record_json(acc), "channel": _channel(voice)})
         return
@@ -677,6 +679,43 @@ def phone_send(pc: PortalContext, account_id: str, voice: bool, at: str | None, 
         return
     minutes = PHONE_OTP_TTL_NS // (60 * NS_PER_SECOND)
     click.echo(f"sign-in code sent by {_channel(voice)}; valid {minutes} minutes")
+
+
+@phone.command("lock")
+@click.argument("account_id", metavar="ACCOUNT")
+@click.option("--reason", required=True, help="Why (a SIM swap reported, say); kept in the audit log.")
+@at_option
+@portal_json
+@click.pass_obj
+def phone_lock(pc: PortalContext, account_id: str, reason: str, at: str | None, as_json: bool) -> None:
+    """Support: refuse phone OTP for ACCOUNT (checking, sending, changing the number) until unlocked.
+
+    The hardware token keeps working. 100 wrong phone codes in a row lock an account the same way.
+    """
+    with pc.service(at) as svc:
+        acc = svc.lock_phone_otp(_ident(account_id), reason)
+    if as_json:
+        echo_json({"ok": True, "account": record_json(acc)})
+        return
+    click.echo(f"phone OTP locked for {acc.id} ({acc.phone_otp_lock_reason}); "
+               f"unlock with 'vtoken portal phone unlock {acc.id}'")
+
+
+@phone.command("unlock")
+@click.argument("account_id", metavar="ACCOUNT")
+@at_option
+@portal_json
+@click.pass_obj
+def phone_unlock(pc: PortalContext, account_id: str, at: str | None, as_json: bool) -> None:
+    """Support, once the user is checked out of band: phone OTP works again and its failure count is cleared."""
+    with pc.service(at) as svc:
+        before = svc.account(_ident(account_id))
+        was = before.phone_otp_lock_reason if before.phone_otp_locked else None
+        acc = svc.unlock_phone_otp(_ident(account_id))
+    if as_json:
+        echo_json({"ok": True, "account": record_json(acc), "was_locked": was is not None})
+        return
+    click.echo(f"phone OTP unlocked for {acc.id} (was: {was})" if was else f"phone OTP for {acc.id} was not locked")
 
 
 # --- applications and sign-in ---------------------------------------------------------------------------------
