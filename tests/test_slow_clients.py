@@ -4,11 +4,14 @@ Real ptys and real TCP sockets, one in-process device server. The
 reproduction: a pty client floods INFO requests and never reads; before the
 fix every reply the server could not write blocked the whole loop for up to
 a second, so a TCP client's INFO took 1-2 s. Now replies wait in the port,
-the port stops reading until they move, and every other port is served.
+the port feeds no more requests until they move, every other port is
+served, no reply is dropped, and a client gone for good is forgotten.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
 import select
 import socket
@@ -23,7 +26,8 @@ from firmware_sim.factory import manufacture
 from firmware_sim.models import get_model
 from firmware_sim.token import Token
 from host.client import TokenClient
-from vserial.ports import MAX_PENDING_OUTPUT, OUTPUT_STALL_S, PtyPort, TcpPort
+from vserial import ports
+from vserial.ports import MAX_PENDING_OUTPUT, OUTPUT_STALL_S, ClientLink, PtyPort, TcpPort
 from vserial.server import BackgroundServer, DeviceServer
 from vtoken import wire
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
@@ -42,6 +46,20 @@ ROUND_TRIPS_BUDGET_S = 2.0
 def _token() -> Token:
     return manufacture(model=get_model("hotp"), seed=SEED, serial=SERIAL, device_key=bytes(32),
                        clock=SimulatedClock(1_767_225_600 * NS_PER_SECOND))
+
+
+#: A frame the device cannot decode (one byte of body): answered with a NAK of 58 bytes, 29 times its size.
+GARBAGE_FRAME = b"\x02\x00"
+
+
+class CountingController(DeviceController):
+    """A device controller that counts the request bytes fed to it."""
+
+    fed = 0
+
+    def feed(self, data: bytes) -> bytes:
+        self.fed += len(data)
+        return super().feed(data)
 
 
 def _open_pty_client(path: str) -> int:
@@ -107,34 +125,38 @@ def pty_and_tcp() -> Iterator[tuple[PtyPort, TcpPort]]:
 def test_a_pty_client_that_never_reads_does_not_slow_the_tcp_client(pty_and_tcp: tuple[PtyPort, TcpPort]) -> None:
     pty, tcp = pty_and_tcp
     with Flooder(pty.path) as flooder, TokenClient.open(tcp.url, timeout=WAIT_S) as client:
-        _wait_until(lambda: pty.outbox.pending > 0, "the pty's replies to back up")
+        _wait_until(lambda: pty.channel.pending > 0, "the pty's replies to back up")
         started = time.monotonic()
         for _ in range(ROUND_TRIPS):
             assert client.info().serial == SERIAL
         elapsed = time.monotonic() - started
-        assert flooder.thread.is_alive() and pty.outbox.pending > 0  # still flooding, still unread
+        assert flooder.thread.is_alive() and pty.channel.pending > 0  # still flooding, still unread
     assert elapsed < ROUND_TRIPS_BUDGET_S, f"{ROUND_TRIPS} INFO round trips took {elapsed:.2f} s during the flood"
-    assert pty.outbox.pending <= MAX_PENDING_OUTPUT and pty.outbox.dropped == 0
+    assert 0 < pty.channel.most_pending <= MAX_PENDING_OUTPUT
 
 
-def test_a_pty_client_that_reads_late_gets_every_reply_in_order(pty_and_tcp: tuple[PtyPort, TcpPort]) -> None:
+@pytest.mark.parametrize("kind", ["info", "garbage"])
+def test_a_pty_client_that_reads_late_gets_every_reply_in_order(pty_and_tcp: tuple[PtyPort, TcpPort], kind: str) -> None:
+    """INFO replies are 6 times their request; NAKs to undecodable frames 29 times. None is dropped."""
     pty, _ = pty_and_tcp
     fd = _open_pty_client(pty.path)
     try:
         sent: list[int] = []
         rest = b""
+        deadline = time.monotonic() + WAIT_S
         while not rest:  # send whole requests until the port stops taking them
-            frame = _info_request(len(sent))
+            assert time.monotonic() < deadline, "the pty never stopped taking requests"
+            frame = _info_request(len(sent)) if kind == "info" else GARBAGE_FRAME
             try:
                 written = os.write(fd, frame)
             except BlockingIOError:
-                if pty.outbox.pending:
+                if pty.channel.pending:
                     break
                 select.select([], [fd], [], 0.05)
                 continue
-            sent.append(_seq(len(sent)))
+            sent.append(_seq(len(sent)) if kind == "info" else wire.UNSEQUENCED)
             rest = frame[written:]
-        _wait_until(lambda: pty.outbox.pending > 0, "the pty's replies to back up")
+        _wait_until(lambda: pty.channel.pending > 0, "the pty's replies to back up")
         assert len(sent) > 100  # far more than one reply's worth was left unread
 
         reader = wire.FrameReader()
@@ -147,12 +169,15 @@ def test_a_pty_client_that_reads_late_gets_every_reply_in_order(pty_and_tcp: tup
             if readable:
                 for item in reader.feed(os.read(fd, 65536)):
                     response = wire.decode_response(item)  # a FrameDecodeError item fails here, loudly
-                    assert response.ok and response.payload.serial == SERIAL
+                    if kind == "info":
+                        assert response.ok and response.payload.serial == SERIAL
+                    else:
+                        assert response.status is wire.Status.BAD_FRAME
                     replies.append(response.seq)
     finally:
         os.close(fd)
     assert replies == sent  # every reply, once, in order: nothing dropped for being slow
-    assert pty.outbox.dropped == 0
+    assert pty.channel.most_pending <= MAX_PENDING_OUTPUT  # and never more held than the bound
 
 
 def _serve_until(server: DeviceServer, condition: object, what: str) -> None:
@@ -163,9 +188,62 @@ def _serve_until(server: DeviceServer, condition: object, what: str) -> None:
         server.serve_once(0.01)
 
 
+def test_a_pty_client_gone_without_reading_is_forgotten_after_the_stall_time() -> None:
+    """Its queued requests are not run for the next program that opens the port, nor its replies shown to it."""
+    now = [100.0]
+    controller = CountingController(_token(), sim_control=True)
+    pty = PtyPort(controller, monotonic=lambda: now[0])
+    server = DeviceServer([pty])
+    try:
+        gone = _open_pty_client(pty.path)
+        index, deadline = 0, time.monotonic() + WAIT_S
+        while not pty.channel.pending or pty.fds():  # until replies wait and the port reads no more
+            assert time.monotonic() < deadline, "the pty never held replies back"
+            with contextlib.suppress(BlockingIOError):
+                os.write(gone, _info_request(index))
+                index += 1
+            server.serve_once(0)
+        with contextlib.suppress(BlockingIOError):  # and requests wait in the kernel, unread
+            for _ in range(50):
+                os.write(gone, _info_request(index))
+                index += 1
+        os.close(gone)  # the client goes away without reading a thing
+
+        now[0] += OUTPUT_STALL_S - 0.5
+        server.serve_once(0.01)
+        assert pty.clients_stalled == 0 and pty.channel.pending  # slow is not yet gone
+        now[0] += 0.5
+        server.serve_once(0.01)
+        assert pty.clients_stalled == 1 and pty.channel.pending == 0
+
+        fed_before = controller.fed
+        fresh = _open_pty_client(pty.path)
+        try:
+            request = wire.encode_request(4242, Command.INFO)
+            os.write(fresh, request)
+            reader, replies = wire.FrameReader(), []
+            deadline = time.monotonic() + WAIT_S
+            while not replies:
+                assert time.monotonic() < deadline, "no reply to the next client"
+                server.serve_once(0.01)
+                with contextlib.suppress(BlockingIOError):
+                    replies += reader.feed(os.read(fresh, 65536))
+            for _ in range(20):  # nothing else arrives: no stale reply, no stale request run
+                server.serve_once(0.01)
+                with contextlib.suppress(BlockingIOError):
+                    replies += reader.feed(os.read(fresh, 65536))
+        finally:
+            os.close(fresh)
+        assert [wire.decode_response(r).seq for r in replies] == [4242]  # type: ignore[arg-type]
+        assert controller.fed - fed_before == len(request)
+    finally:
+        server.close()
+
+
 def test_a_tcp_client_that_never_reads_is_disconnected_after_the_stall_time() -> None:
     now = [100.0]
-    port = TcpPort(DeviceController(_token(), sim_control=True), "127.0.0.1", 0, monotonic=lambda: now[0])
+    controller = CountingController(_token(), sim_control=True)
+    port = TcpPort(controller, "127.0.0.1", 0, monotonic=lambda: now[0])
     server = DeviceServer([port])
     flooder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     flooder.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: a small window
@@ -176,22 +254,25 @@ def test_a_tcp_client_that_never_reads_is_disconnected_after_the_stall_time() ->
         # A small send buffer on the server's side too, so the backlog builds in kilobytes, not megabytes.
         port._client.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)  # type: ignore[union-attr]  # noqa: SLF001
         burst = b"".join(_info_request(seq) for seq in range(1000))
-        sent_before = 0
-        while port._outbox is None or not port._outbox.pending:  # noqa: SLF001 - the state under test
-            try:
-                sent_before += flooder.send(burst)
-            except BlockingIOError:
-                pass
+        deadline = time.monotonic() + WAIT_S
+        link = port._channel  # noqa: SLF001 - the state under test
+        assert link is not None
+        while not link.pending or link.wants_input:
+            assert time.monotonic() < deadline, "the server never held a reply back"
+            with contextlib.suppress(BlockingIOError):
+                flooder.send(burst)
             server.serve_once(0.01)
-            assert sent_before < 100 * 1024 * 1024, "the server never held a reply back"
-        for _ in range(10):  # replies held, requests no longer read; the loop does not block
-            assert server.serve_once(0.01) == 0
+        fed = controller.fed
+        for _ in range(10):  # replies held: no request is read, and the loop does not block
+            server.serve_once(0.01)
+            assert link.fd not in port.fds()
+        assert controller.fed == fed
         now[0] += OUTPUT_STALL_S - 0.5
         server.serve_once(0.01)
         assert port.clients_stalled == 0  # slow is not yet stalled
         now[0] += 0.5
         server.serve_once(0.01)
-        assert port.clients_stalled == 1 and port._outbox is None  # noqa: SLF001
+        assert port.clients_stalled == 1 and port._channel is None  # noqa: SLF001
         flooder.settimeout(WAIT_S)
         with pytest.raises(ConnectionResetError):  # the server closed with replies unread: a reset
             while flooder.recv(65536):
@@ -201,3 +282,23 @@ def test_a_tcp_client_that_never_reads_is_disconnected_after_the_stall_time() ->
     with BackgroundServer(server), TokenClient.open(port.url, timeout=WAIT_S) as client:
         assert client.info().serial == SERIAL  # the next client is served
     assert port.clients_served >= 2
+
+
+@pytest.mark.parametrize("error", [errno.EPIPE, errno.ECONNRESET, errno.ETIMEDOUT, errno.EHOSTUNREACH, errno.EIO])
+def test_a_failed_write_marks_the_client_gone_and_never_escapes(monkeypatch: pytest.MonkeyPatch, error: int) -> None:
+    """Any write error means the peer is gone: the server loop must not die of it."""
+    controller = CountingController(_token(), sim_control=True)
+    read_end, write_end = os.pipe()
+    try:
+        link = ClientLink(write_end, controller, time.monotonic)
+
+        def failing(fd: int, data: object) -> int:
+            raise OSError(error, os.strerror(error))
+
+        monkeypatch.setattr(ports.os, "write", failing)
+        link.receive(_info_request(0) + _info_request(1))
+        monkeypatch.undo()
+        assert link.closed and not link.wants_input and not link.wants_output and link.pending == 0
+    finally:
+        os.close(read_end)
+        os.close(write_end)

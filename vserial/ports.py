@@ -2,20 +2,24 @@
 
 A port owns file descriptors that a :class:`~vserial.server.DeviceServer`
 watches with ``select``; when one is readable the server calls
-:meth:`Port.on_readable`, which reads the bytes, hands them to the port's
-:class:`~firmware_sim.device.DeviceController`, and queues the replies.
+:meth:`Port.on_readable`, which reads the bytes and hands them to the
+port's :class:`ClientLink`, which feeds them to the
+:class:`~firmware_sim.device.DeviceController` and writes the replies.
 
 No write ever blocks the server: replies go out as far as the descriptor
-takes them, the rest waits in the port's :class:`Outbox` and is written when
-the descriptor is writable (:meth:`Port.on_writable`). While a port has
-replies waiting it reads no further requests, as a UART with flow control
-stops taking bytes it cannot answer; so a client that sends without reading
-fills only its own kernel buffers and stalls only itself, and the other
-ports are served as before. Nothing is dropped for being slow: the client
-gets every reply once it reads (a TCP client that reads nothing for
-:data:`OUTPUT_STALL_S` is disconnected, so the next client can be served).
+takes them, the rest waits in the link and is written when the descriptor
+is writable (:meth:`Port.on_writable`). Requests are fed to the device a
+frame at a time, and only while at most :data:`OUTPUT_HIGH_WATER` reply
+bytes wait; then the port reads nothing more, as a UART with flow control
+stops taking bytes it cannot answer. So a client that sends without
+reading fills only its own kernel buffers and stalls only itself, the
+other ports are served as before, a port never holds more than
+:data:`MAX_PENDING_OUTPUT` reply bytes, and no reply is dropped for being
+slow. A client whose replies do not move for :data:`OUTPUT_STALL_S` is
+taken to be gone: a TCP client is disconnected (so the next one can be
+served); on a pty its queued requests and unread replies are discarded, so
+the next program to open the port starts clean.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -34,12 +38,11 @@ from vtoken import wire
 from vtoken.errors import TransportError
 
 READ_CHUNK = 4096
-#: Replies one port may hold for a client that is not reading. A port reads
-#: nothing while any are held, so it holds at most the replies to one
-#: READ_CHUNK of requests (a few KiB); this bound is the guard behind that.
-MAX_PENDING_OUTPUT = 64 * 1024
-#: A TCP client whose replies have not moved for this long is disconnected
-#: (it is not reading, and only one client is served at a time).
+#: A port feeds the device no further request while more reply bytes than this wait for its client.
+OUTPUT_HIGH_WATER = 4096
+#: The most reply bytes a port ever holds: the high-water mark plus the largest reply to one frame.
+MAX_PENDING_OUTPUT = OUTPUT_HIGH_WATER + wire.cobs_max_encoded_size(wire.MAX_FRAME_SIZE) + 1
+#: A client whose replies have not moved for this long is taken to be gone (see the module doc).
 OUTPUT_STALL_S = 5.0
 #: How long a refused TCP client is kept: time to send its first frame, get NAK BUSY, and hang up.
 BUSY_LINGER_S = 2.0
@@ -100,59 +103,94 @@ class _Refused:
         self.answered = False
 
 
-class Outbox:
-    """Replies waiting to be written to one non-blocking descriptor.
+class ClientLink:
+    """One client's two byte streams: requests fed to the device a frame at a time, replies written unblocked.
 
-    :meth:`send` writes what the descriptor takes now and keeps the rest;
-    :meth:`flush` continues when it is writable. ``monotonic`` stamps the
-    last progress, for :meth:`stalled_since`. ``dropped`` counts bytes
-    refused by the :data:`MAX_PENDING_OUTPUT` guard.
+    :meth:`receive` takes what one read returned (at most :data:`READ_CHUNK`
+    bytes) and feeds it to ``controller`` one 0x00-delimited piece at a
+    time, so one piece yields at most one reply; feeding pauses while more
+    than :data:`OUTPUT_HIGH_WATER` reply bytes wait, and the rest of the read
+    waits here. The port reads again only when :attr:`wants_input`.
+    ``monotonic`` stamps the last progress, for :meth:`stalled_for`.
+    ``closed`` is set when a write fails: the peer is gone.
     """
 
-    def __init__(self, fd: int, monotonic: Callable[[], float]) -> None:
+    def __init__(self, fd: int, controller: DeviceController, monotonic: Callable[[], float]) -> None:
         self.fd = fd
+        self.controller = controller
         self._monotonic = monotonic
-        self._pending = bytearray()
+        self._out = bytearray()
+        self._in = b""
+        self._in_at = 0
         self._progress_at = monotonic()
         self.closed = False
-        self.dropped = 0
+        #: The most reply bytes held at once so far.
+        self.most_pending = 0
 
     @property
     def pending(self) -> int:
-        """Bytes waiting."""
-        return len(self._pending)
+        """Reply bytes waiting for the client."""
+        return len(self._out)
 
-    def send(self, data: bytes) -> None:
-        """Queue ``data`` (or drop it whole if the guard is reached) and write what the descriptor takes."""
-        if not data or self.closed:
-            return
-        if len(self._pending) + len(data) > MAX_PENDING_OUTPUT:
-            self.dropped += len(data)
-            return
-        if not self._pending:
-            self._progress_at = self._monotonic()
-        self._pending += data
-        self.flush()
+    @property
+    def wants_input(self) -> bool:
+        """True when every request read so far was answered and written: the port may read more."""
+        return not self.closed and not self._out and self._in_at >= len(self._in)
 
-    def flush(self) -> None:
-        """Write what the descriptor takes now; a peer that is gone marks the outbox closed."""
-        while self._pending and not self.closed:
-            try:
-                written = os.write(self.fd, self._pending)
-            except BlockingIOError:
-                return
-            except OSError as exc:
-                if exc.errno in (errno.EIO, errno.EPIPE, errno.ECONNRESET):
-                    self.closed = True
-                    self._pending.clear()
-                    return
-                raise
-            del self._pending[:written]
-            self._progress_at = self._monotonic()
+    @property
+    def wants_output(self) -> bool:
+        """True when replies wait for the descriptor to become writable."""
+        return not self.closed and bool(self._out)
+
+    def receive(self, data: bytes) -> None:
+        """Take the bytes of one read (only when :attr:`wants_input`), feed them and write the replies."""
+        self._in, self._in_at = bytes(data), 0
+        self._pump()
+
+    def on_writable(self) -> None:
+        """Write what the descriptor takes, then feed more of the waiting requests."""
+        self._pump()
+
+    def discard(self) -> None:
+        """Forget the waiting requests and replies (the client is gone)."""
+        self._out.clear()
+        self._in, self._in_at = b"", 0
 
     def stalled_for(self) -> float:
         """Seconds since replies last moved while some are waiting (0 when none are)."""
-        return self._monotonic() - self._progress_at if self._pending else 0.0
+        return self._monotonic() - self._progress_at if self._out else 0.0
+
+    def _pump(self) -> None:
+        while not self.closed and self._in_at < len(self._in):
+            if len(self._out) > OUTPUT_HIGH_WATER:
+                self._flush()
+                if len(self._out) > OUTPUT_HIGH_WATER:
+                    return  # the client is not reading: wait until the descriptor is writable
+                continue
+            end = self._in.find(wire.DELIMITER, self._in_at)
+            stop = len(self._in) if end < 0 else end + 1
+            piece = self._in[self._in_at : stop]
+            self._in_at = stop
+            reply = self.controller.feed(piece)
+            if reply:
+                if not self._out:
+                    self._progress_at = self._monotonic()
+                self._out += reply
+                self.most_pending = max(self.most_pending, len(self._out))
+        self._flush()
+
+    def _flush(self) -> None:
+        while self._out and not self.closed:
+            try:
+                written = os.write(self.fd, self._out)
+            except BlockingIOError:
+                return
+            except OSError:  # EIO, EPIPE, ECONNRESET, ETIMEDOUT...: the peer is gone
+                self.closed = True
+                self.discard()
+                return
+            del self._out[:written]
+            self._progress_at = self._monotonic()
 
 
 class PtyPort:
@@ -162,8 +200,9 @@ class PtyPort:
     untouched), and the port keeps its own descriptor of the slave side open
     for its whole life, so a client that disconnects never makes reads fail
     with EIO. Replies nobody reads wait in the kernel's buffer and then in
-    the port's :class:`Outbox` (see the module doc); a client that opens
-    the port later discards them, as pyserial does on open.
+    the port's :class:`ClientLink`; after :data:`OUTPUT_STALL_S` without
+    progress they, and the requests still queued, are discarded (see the
+    module doc).
     """
 
     def __init__(
@@ -175,7 +214,8 @@ class PtyPort:
         for fd in (self._master, self._slave):
             tty.setraw(fd, termios.TCSANOW)
         os.set_blocking(self._master, False)
-        self.outbox = Outbox(self._master, monotonic)
+        self.channel = ClientLink(self._master, controller, monotonic)
+        self.clients_stalled = 0
         self.path = os.ttyname(self._slave)
         self.link = Path(link) if link is not None else None
         if self.link is not None:
@@ -193,11 +233,13 @@ class PtyPort:
         os.replace(tmp, link)
 
     def fds(self) -> list[int]:
-        """The master side, unless replies are waiting for the client to read."""
-        return [] if self.outbox.pending else [self._master]
+        """The master side, unless requests or replies wait (a client stalled for too long is forgotten here)."""
+        if self.channel.closed or self.channel.stalled_for() >= OUTPUT_STALL_S:
+            self._forget_client()
+        return [self._master] if self.channel.wants_input else []
 
     def write_fds(self) -> list[int]:
-        return [self._master] if self.outbox.pending else []
+        return [self._master] if self.channel.wants_output else []
 
     def on_readable(self, fd: int) -> None:
         try:
@@ -209,10 +251,20 @@ class PtyPort:
                 return
             raise
         if data:
-            self.outbox.send(self.controller.feed(data))
+            self.channel.receive(data)
 
     def on_writable(self, fd: int) -> None:
-        self.outbox.flush()
+        self.channel.on_writable()
+
+    def _forget_client(self) -> None:
+        """Discard the gone client's unread replies and unanswered requests, in the link and in the kernel."""
+        self.clients_stalled += 1
+        self.channel.discard()
+        self.channel.closed = False
+        for fd in (self._master, self._slave):  # requests queued for us; replies queued for the client
+            with contextlib.suppress(termios.error, OSError):
+                termios.tcflush(fd, termios.TCIFLUSH)
+        self.controller.reset_link()
 
     def close(self) -> None:
         if self.link is not None:
@@ -245,10 +297,10 @@ class TcpPort:
     client has finished opening its port, which discards early input, and the
     drain means the NAK is never lost to a TCP reset.) After a client
     disconnects, the next one is served. A client vanishing mid-frame only
-    discards its half frame. Replies the client does not read wait in an
-    :class:`Outbox` and the port reads no more of its requests meanwhile; a
-    client whose replies do not move for :data:`OUTPUT_STALL_S` is
-    disconnected. ``monotonic`` is the clock for both deadlines.
+    discards its half frame. Replies the client does not read wait in its
+    :class:`ClientLink` and the port reads no more of its requests
+    meanwhile; a client whose replies do not move for :data:`OUTPUT_STALL_S`
+    is disconnected. ``monotonic`` is the clock for both deadlines.
     """
 
     def __init__(
@@ -271,7 +323,7 @@ class TcpPort:
         self._listener.setblocking(False)
         self.host, self.port = self._listener.getsockname()[:2]
         self._client: socket.socket | None = None
-        self._outbox: Outbox | None = None
+        self._channel: ClientLink | None = None
         self.clients_served = 0
         self.clients_stalled = 0
         shown = f"[{self.host}]" if family == socket.AF_INET6 else self.host
@@ -284,22 +336,22 @@ class TcpPort:
         Expired refused connections, and a client stalled for :data:`OUTPUT_STALL_S`, are closed here.
         """
         self._expire_refused()
-        if self._outbox is not None and self._outbox.stalled_for() >= OUTPUT_STALL_S:
+        if self._channel is not None and self._channel.stalled_for() >= OUTPUT_STALL_S:
             self.clients_stalled += 1
             self._drop_client()
         fds = [self._listener.fileno()]
-        if self._client is not None and self._outbox is not None and not self._outbox.pending:
-            fds.append(self._client.fileno())
+        if self._channel is not None and self._channel.wants_input:
+            fds.append(self._channel.fd)
         fds.extend(self._refused)
         return fds
 
     def write_fds(self) -> list[int]:
-        return [self._outbox.fd] if self._outbox is not None and self._outbox.pending else []
+        return [self._channel.fd] if self._channel is not None and self._channel.wants_output else []
 
     def on_writable(self, fd: int) -> None:
-        if self._outbox is not None and fd == self._outbox.fd:
-            self._outbox.flush()
-            if self._outbox.closed:
+        if self._channel is not None and fd == self._channel.fd:
+            self._channel.on_writable()
+            if self._channel.closed:
                 self._drop_client()
 
     def on_readable(self, fd: int) -> None:
@@ -321,7 +373,7 @@ class TcpPort:
             return
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._client = conn
-        self._outbox = Outbox(conn.fileno(), self._monotonic)
+        self._channel = ClientLink(conn.fileno(), self.controller, self._monotonic)
         self.clients_served += 1
         self.controller.reset_link()
 
@@ -335,11 +387,11 @@ class TcpPort:
         if not data:
             self._drop_client()
             return
-        outbox = self._outbox
-        if outbox is None:
+        link = self._channel
+        if link is None:
             return
-        outbox.send(self.controller.feed(data))
-        if outbox.closed:
+        link.receive(data)
+        if link.closed:
             self._drop_client()
 
     def _refuse(self, conn: socket.socket) -> None:
@@ -389,7 +441,7 @@ class TcpPort:
             with contextlib.suppress(OSError):
                 self._client.close()
             self._client = None
-        self._outbox = None
+        self._channel = None
         self.controller.reset_link()
 
     def close(self) -> None:
