@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import time
@@ -171,3 +172,32 @@ def test_a_folder_that_cannot_be_synced_is_reported_after_the_new_file_is_in_pla
     with pytest.raises(FolderSyncError):
         replace_private(path, b"new")
     assert path.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["f"]
+
+
+def test_a_new_file_is_durable_with_its_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[Path] = []
+    real = safefile.fsync_dir
+    monkeypatch.setattr(safefile, "fsync_dir", lambda path: (synced.append(Path(path)), real(path)))
+    create_private(tmp_path / "durable", b"x")
+    create_private(tmp_path / "batch", b"x", sync=False)  # a fleet syncs the whole file system once instead
+    assert synced == [tmp_path]
+
+
+@pytest.mark.parametrize(("error", "kept"), [(errno.EPERM, True), (errno.ENOTSUP, True), (errno.EIO, False),
+                                             (errno.ENOSPC, False)])
+def test_fchmod_refused_by_a_file_system_without_modes_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, error: int, kept: bool
+) -> None:
+    """vfat or exfat (a USB stick) keeps no Unix modes; any other fchmod failure removes the new file."""
+    def refuse(fd: int, mode: int) -> None:
+        raise OSError(error, os.strerror(error))
+
+    monkeypatch.setattr(safefile.os, "fchmod", refuse)
+    path = tmp_path / "f"
+    if kept:
+        create_private(path, b"data")
+        assert path.read_bytes() == b"data"
+    else:
+        with pytest.raises(OSError):
+            create_private(path, b"data")
+        assert not path.exists()  # no empty file left to block a retry

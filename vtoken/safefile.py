@@ -22,6 +22,7 @@ own message.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import stat
 from collections.abc import Callable
@@ -100,13 +101,20 @@ def read_regular_file(
         os.close(fd)
 
 
+#: fchmod errors of a file system that keeps no Unix modes (vfat, exfat): the mode given to open is all there is.
+_NO_MODES = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP})
+
+
 def _create(path: Path, mode: int) -> int:
     fd = os.open(path, _CREATE_FLAGS, mode)
     try:
         os.fchmod(fd, mode)  # the umask may have removed bits the mode needs; this never adds others
-    except OSError:
-        os.close(fd)
-        raise
+    except OSError as exc:
+        if exc.errno not in _NO_MODES:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            raise
     return fd
 
 
@@ -118,12 +126,20 @@ def open_new_private(path: str | os.PathLike[str], *, mode: int = PRIVATE_FILE_M
 def create_private(
     path: str | os.PathLike[str], data: bytes, *, mode: int = PRIVATE_FILE_MODE, sync: bool = True
 ) -> None:
-    """Create ``path`` exclusively with exactly ``mode``, write ``data`` whole, fsync it (unless not ``sync``).
+    """Create ``path`` exclusively with exactly ``mode`` and write ``data`` whole; with ``sync``, durably.
 
-    ``FileExistsError`` if anything (a symlink too) is at ``path``. A write
-    that fails removes the partial file before the error is raised.
+    ``sync`` fsyncs the file and then its folder (a failure of the latter is
+    :class:`FolderSyncError`, the file in place). ``FileExistsError`` if
+    anything (a symlink too) is at ``path``. A write that fails removes the
+    partial file before the error is raised.
     """
     target = Path(path)
+    _write_new(target, data, mode, sync)
+    if sync:
+        _sync_folder_of(target)
+
+
+def _write_new(target: Path, data: bytes, mode: int, sync: bool) -> None:
     fd = _create(target, mode)
     try:
         try:
@@ -138,6 +154,13 @@ def create_private(
         with contextlib.suppress(OSError):
             target.unlink()
         raise
+
+
+def _sync_folder_of(path: Path) -> None:
+    try:
+        fsync_dir(path.parent if str(path.parent) else ".")
+    except OSError as exc:
+        raise FolderSyncError(exc.errno, exc.strerror) from None
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -166,13 +189,10 @@ def replace_private(path: str | os.PathLike[str], data: bytes, *, mode: int = PR
     target = Path(path)
     tmp = temp_path(target)
     try:
-        create_private(tmp, data, mode=mode)
+        _write_new(tmp, data, mode, sync=True)
         os.replace(tmp, target)
     except OSError:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    try:
-        fsync_dir(target.parent if str(target.parent) else ".")
-    except OSError as exc:
-        raise FolderSyncError(exc.errno, exc.strerror) from None
+    _sync_folder_of(target)
