@@ -666,8 +666,8 @@ class PortalService:
         if account.phone_otp_locked:
             raise _refuse(
                 "otp-locked",
-                f"phone codes are locked for this account ({account.phone_otp_lock_reason}): ask support to "
-                "unlock them; the hardware token still works",
+                "phone codes are locked for this account: ask support to unlock them; the hardware token still "
+                "works",  # not the reason: support's note is not for whoever holds the account id
             )
 
     def _use_phone_otp(self, account_id: str, code: str, purpose: str, now: int) -> Account:

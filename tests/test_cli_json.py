@@ -192,6 +192,8 @@ SHAPES: dict[str, dict[str, Any]] = {
     "portal phone add": {**OK, "account": ACCOUNT, "channel": str},
     "portal phone verify": {**OK, "account": ACCOUNT},
     "portal phone send": {**OK, "account_id": str, "channel": str, "valid_for_ns": int},
+    "portal phone lock": {**OK, "account": ACCOUNT},
+    "portal phone unlock": {**OK, "account": ACCOUNT, "was_locked": bool},
     "portal app add": {**OK, "application": APPLICATION},
     "portal app list": {**OK, "applications": [APPLICATION]},
     "portal signin": {**OK, "signin": SIGNIN},
@@ -470,6 +472,10 @@ def test_portal_json_story(world: World, tmp_path: Path) -> None:
     assert p("phone verify", "ACC-1", sms, "--at", day + 60)["account"]["phone_verified"] is True
     sent = p("phone send", "ACC-1", "--voice", "--at", day + 120)
     assert sent["channel"] == "voice" and sent["valid_for_ns"] == 300 * NS_PER_SECOND
+    locked = p("phone lock", "ACC-1", "--reason", "SIM swap", "--at", day + 130)["account"]
+    assert locked["phone_otp_locked"] is True and locked["phone_otp_locked_at"] is not None
+    unlocked = p("phone unlock", "ACC-1", "--at", day + 140)
+    assert unlocked["was_locked"] is True and unlocked["account"]["phone_otp_locked"] is False
     lost = p("lost", "ACC-1", "--at", day + DAY)["credential"]
     assert lost["state"] == "lost" and lost["lost"] is not None
     replaced = p("replace", "ACC-1", "--at", day + DAY + 60)

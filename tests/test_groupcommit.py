@@ -13,7 +13,7 @@ import pytest
 from server.groupcommit import GroupCommitter, ServiceUnavailableError
 from tests.live_server import SEED, START_NS, add_tokens
 from validator.sealing import Keyring, generate_master_key
-from validator.service import Reason, Validator
+from validator.service import Reason, Result, Validator
 from validator.store import SQLiteStore
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
 from vtoken.errors import StorageError
@@ -59,17 +59,20 @@ def test_concurrent_copies_of_one_code_give_exactly_one_accept(tmp_path: Path) -
         for round_ in range(20):
             code = hotp(SEED, clock.now_ns() // S // 30)
             barrier = threading.Barrier(16)
-            results: list[Reason] = []
+            results: list[Result] = []
 
             def send() -> None:
                 barrier.wait()
-                results.append(gc.run(lambda v: v.check(serial, code)).reason)
+                results.append(gc.run(lambda v: v.check(serial, code)))
 
             threads = [threading.Thread(target=send) for _ in range(16)]
             [t.start() for t in threads]
             [t.join() for t in threads]
-            assert results.count(Reason.ACCEPTED) == 1, (round_, results)
-            clock.advance(31 * S)  # past the throttle the replays earned, into the next step
+            reasons = [r.reason for r in results]
+            assert reasons.count(Reason.ACCEPTED) == 1, (round_, reasons)
+            assert reasons.count(Reason.REPLAY) == 15  # the copies: refused as replays...
+            assert all(r.failures == 0 for r in results)  # ...that count no failure and earn no throttle
+            clock.advance(31 * S)  # into the next step, for a new code
 
 
 def test_a_failed_commit_answers_the_whole_batch_with_an_error_and_accepts_nothing(tmp_path: Path) -> None:

@@ -1228,7 +1228,9 @@ def test_an_administrator_can_lock_phone_otp_and_must_say_why(w: World) -> None:
     w.portal.lock_phone_otp(case.account.id, "SIM swap reported")
     with refused("otp-locked") as info:
         w.portal.send_phone_otp(case.account.id)
-    assert "SIM swap reported" in str(info.value)
+    assert "SIM swap" not in str(info.value)  # the note is for support (the account record, the audit log)
+    assert w.pstore.get("account", case.account.id).phone_otp_lock_reason == "SIM swap reported"
+    assert any("SIM swap reported" in detail for _, _, _, detail in w.pstore.audit(case.account.id))
     w.portal.unlock_phone_otp(case.account.id)
     w.phone_sign_in(case.account)
 

@@ -715,7 +715,8 @@ def phone_unlock(pc: PortalContext, account_id: str, at: str | None, as_json: bo
     if as_json:
         echo_json({"ok": True, "account": record_json(acc), "was_locked": was is not None})
         return
-    click.echo(f"phone OTP unlocked for {acc.id} (was: {was})" if was else f"phone OTP for {acc.id} was not locked")
+    click.echo(f"phone OTP unlocked for {acc.id} (was: {was})" if was is not None
+               else f"phone OTP for {acc.id} was not locked")
 
 
 # --- applications and sign-in ---------------------------------------------------------------------------------
