@@ -188,7 +188,46 @@ def _serve_until(server: DeviceServer, condition: object, what: str) -> None:
         server.serve_once(0.01)
 
 
-def test_a_pty_client_gone_without_reading_is_forgotten_after_the_stall_time() -> None:
+def _clog(pty: PtyPort, server: DeviceServer, client: int) -> None:
+    """Send INFO requests from ``client`` without reading until the port holds replies and reads no more."""
+    index, deadline = 0, time.monotonic() + WAIT_S
+    while not pty.channel.pending or pty.channel.wants_input:
+        assert time.monotonic() < deadline, "the pty never held replies back"
+        with contextlib.suppress(BlockingIOError):
+            os.write(client, _info_request(index))
+            index += 1
+        server.serve_once(0)
+    with contextlib.suppress(BlockingIOError):  # and requests wait in the kernel, unread
+        for _ in range(50):
+            os.write(client, _info_request(index))
+            index += 1
+
+
+def _only_its_own_reply(pty: PtyPort, server: DeviceServer, controller: CountingController) -> None:
+    """A new client sends one INFO: it gets exactly its reply, and only its request is fed to the device."""
+    fed_before = controller.fed
+    fresh = _open_pty_client(pty.path)
+    try:
+        request = wire.encode_request(4242, Command.INFO)
+        os.write(fresh, request)
+        reader, replies = wire.FrameReader(), []
+        deadline = time.monotonic() + WAIT_S
+        while not replies:
+            assert time.monotonic() < deadline, "no reply to the next client"
+            server.serve_once(0.01)
+            with contextlib.suppress(BlockingIOError):
+                replies += reader.feed(os.read(fresh, 65536))
+        for _ in range(20):  # nothing else arrives: no stale reply, no stale request run
+            server.serve_once(0.01)
+            with contextlib.suppress(BlockingIOError):
+                replies += reader.feed(os.read(fresh, 65536))
+    finally:
+        os.close(fresh)
+    assert [wire.decode_response(r).seq for r in replies] == [4242]  # type: ignore[arg-type]
+    assert controller.fed - fed_before == len(request)
+
+
+def test_a_pty_client_that_leaves_replies_unread_is_forgotten_when_it_closes() -> None:
     """Its queued requests are not run for the next program that opens the port, nor its replies shown to it."""
     now = [100.0]
     controller = CountingController(_token(), sim_control=True)
@@ -196,47 +235,35 @@ def test_a_pty_client_gone_without_reading_is_forgotten_after_the_stall_time() -
     server = DeviceServer([pty])
     try:
         gone = _open_pty_client(pty.path)
-        index, deadline = 0, time.monotonic() + WAIT_S
-        while not pty.channel.pending or pty.fds():  # until replies wait and the port reads no more
-            assert time.monotonic() < deadline, "the pty never held replies back"
-            with contextlib.suppress(BlockingIOError):
-                os.write(gone, _info_request(index))
-                index += 1
-            server.serve_once(0)
-        with contextlib.suppress(BlockingIOError):  # and requests wait in the kernel, unread
-            for _ in range(50):
-                os.write(gone, _info_request(index))
-                index += 1
+        _clog(pty, server, gone)
         os.close(gone)  # the client goes away without reading a thing
+        _serve_until(server, lambda: pty.clients_left_unread == 1, "the port to notice the client left")
+        assert pty.channel.pending == 0 and pty.clients_stalled == 0
+        now[0] += 1  # the next program opens the port a second later, long before the stall time
+        _only_its_own_reply(pty, server, controller)
+        assert pty.clients_left_unread == 1  # a client that read its replies leaves without being "forgotten"
+    finally:
+        server.close()
 
+
+def test_a_pty_client_that_stops_reading_is_forgotten_after_the_stall_time() -> None:
+    """A hung program that keeps the port open: after OUTPUT_STALL_S its leftovers go, and the next client is clean."""
+    now = [100.0]
+    controller = CountingController(_token(), sim_control=True)
+    pty = PtyPort(controller, monotonic=lambda: now[0])
+    server = DeviceServer([pty])
+    hung = _open_pty_client(pty.path)
+    try:
+        _clog(pty, server, hung)
         now[0] += OUTPUT_STALL_S - 0.5
         server.serve_once(0.01)
         assert pty.clients_stalled == 0 and pty.channel.pending  # slow is not yet gone
         now[0] += 0.5
         server.serve_once(0.01)
         assert pty.clients_stalled == 1 and pty.channel.pending == 0
-
-        fed_before = controller.fed
-        fresh = _open_pty_client(pty.path)
-        try:
-            request = wire.encode_request(4242, Command.INFO)
-            os.write(fresh, request)
-            reader, replies = wire.FrameReader(), []
-            deadline = time.monotonic() + WAIT_S
-            while not replies:
-                assert time.monotonic() < deadline, "no reply to the next client"
-                server.serve_once(0.01)
-                with contextlib.suppress(BlockingIOError):
-                    replies += reader.feed(os.read(fresh, 65536))
-            for _ in range(20):  # nothing else arrives: no stale reply, no stale request run
-                server.serve_once(0.01)
-                with contextlib.suppress(BlockingIOError):
-                    replies += reader.feed(os.read(fresh, 65536))
-        finally:
-            os.close(fresh)
-        assert [wire.decode_response(r).seq for r in replies] == [4242]  # type: ignore[arg-type]
-        assert controller.fed - fed_before == len(request)
+        _only_its_own_reply(pty, server, controller)
     finally:
+        os.close(hung)
         server.close()
 
 
@@ -302,3 +329,62 @@ def test_a_failed_write_marks_the_client_gone_and_never_escapes(monkeypatch: pyt
     finally:
         os.close(read_end)
         os.close(write_end)
+
+
+def test_a_failed_write_on_either_port_ends_only_that_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Driven through the server loop: the pty forgets the client and serves the next; TCP drops it."""
+    controller = CountingController(_token(), sim_control=True)
+    pty = PtyPort(controller)
+    tcp = TcpPort(DeviceController(_token(), sim_control=True), "127.0.0.1", 0)
+    server = DeviceServer([pty, tcp])
+    real_write = os.write
+    target: list[int] = []  # the descriptor whose next write fails, once
+
+    def fail_once(fd: int, data: object) -> int:
+        if target and fd == target[0]:
+            target.clear()
+            raise OSError(errno.ETIMEDOUT, os.strerror(errno.ETIMEDOUT))
+        return real_write(fd, data)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ports.os, "write", fail_once)
+    client = _open_pty_client(pty.path)
+    try:
+        target.append(pty.channel.fd)
+        real_write(client, _info_request(0))
+        _serve_until(server, lambda: pty.write_failures == 1, "the failed write to be noticed")
+        _only_its_own_reply(pty, server, controller)  # the next client is served
+        tcp_client = socket.create_connection((tcp.host, tcp.port), timeout=WAIT_S)
+        try:
+            _serve_until(server, lambda: tcp._channel is not None, "the TCP connection")  # noqa: SLF001
+            target.append(tcp._channel.fd)  # type: ignore[union-attr]  # noqa: SLF001
+            tcp_client.sendall(_info_request(1))
+            _serve_until(server, lambda: tcp._channel is None, "the TCP client to be dropped")  # noqa: SLF001
+        finally:
+            tcp_client.close()
+    finally:
+        os.close(client)
+        server.close()
+
+
+def test_accept_failing_for_want_of_descriptors_pauses_the_listener(monkeypatch: pytest.MonkeyPatch) -> None:
+    """EMFILE from accept() leaves the connection waiting: without a pause the loop would spin on it."""
+    now = [100.0]
+    port = TcpPort(DeviceController(_token(), sim_control=True), "127.0.0.1", 0, monotonic=lambda: now[0])
+    server = DeviceServer([port])
+    listener = port.fds()[0]
+
+    def no_descriptors(self: socket.socket) -> object:
+        raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+
+    client = socket.create_connection((port.host, port.port), timeout=WAIT_S)
+    try:
+        monkeypatch.setattr(socket.socket, "accept", no_descriptors)
+        server.serve_once(WAIT_S)  # the listener is readable; accept fails; the server lives on
+        assert listener not in port.fds()  # paused: not watched, so select does not spin on it
+        monkeypatch.undo()
+        now[0] += 1.0
+        assert listener in port.fds()
+        _serve_until(server, lambda: port.clients_served == 1, "the connection, accepted after the pause")
+    finally:
+        client.close()
+        server.close()

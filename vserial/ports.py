@@ -15,17 +15,21 @@ stops taking bytes it cannot answer. So a client that sends without
 reading fills only its own kernel buffers and stalls only itself, the
 other ports are served as before, a port never holds more than
 :data:`MAX_PENDING_OUTPUT` reply bytes, and no reply is dropped for being
-slow. A client whose replies do not move for :data:`OUTPUT_STALL_S` is
-taken to be gone: a TCP client is disconnected (so the next one can be
-served); on a pty its queued requests and unread replies are discarded, so
-the next program to open the port starts clean.
+slow. A client whose replies do not move for :data:`OUTPUT_STALL_S`, or
+that closes a pty with replies unread, is taken to be gone: a TCP client
+is disconnected (so the next one can be served); on a pty its queued
+requests and unread replies are discarded, so the next program to open the
+port starts clean. No write, read or accept error ends the server loop.
 """
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
+import logging
 import os
 import socket
+import struct
 import termios
 import time
 import tty
@@ -48,6 +52,10 @@ OUTPUT_STALL_S = 5.0
 BUSY_LINGER_S = 2.0
 #: At most this many refused connections are kept at once; more are closed at once, unanswered.
 MAX_LINGERING = 8
+#: After accept() fails for want of descriptors, the listener is not watched for this long (no busy loop).
+ACCEPT_PAUSE_S = 1.0
+
+_LOG = logging.getLogger(__name__)
 
 
 class Port(Protocol):
@@ -193,6 +201,58 @@ class ClientLink:
             self._progress_at = self._monotonic()
 
 
+class _CloseWatch:
+    """Tells when a program that opened a pty for writing closes it (Linux inotify; absent elsewhere).
+
+    A pty client that leaves with replies unread is gone for good: the port
+    forgets it at once rather than after :data:`OUTPUT_STALL_S`, so the next
+    program to open the port does not get its leftovers.
+    """
+
+    _IN_CLOSE_WRITE = 0x00000008
+    _IN_NONBLOCK = os.O_NONBLOCK
+    _IN_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+    _EVENT = struct.Struct("iIII")
+
+    def __init__(self, path: str) -> None:
+        self.fd: int | None = None
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = libc.inotify_init1(self._IN_NONBLOCK | self._IN_CLOEXEC)
+        except (OSError, AttributeError):
+            return
+        if fd < 0:
+            return
+        if libc.inotify_add_watch(fd, os.fsencode(path), self._IN_CLOSE_WRITE) < 0:
+            os.close(fd)
+            return
+        self.fd = fd
+
+    def closes(self) -> int:
+        """How many writers closed the pty since the last call."""
+        if self.fd is None:
+            return 0
+        count = 0
+        while True:
+            try:
+                data = os.read(self.fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                return count
+            except OSError:
+                return count
+            offset = 0
+            while offset + self._EVENT.size <= len(data):
+                _, mask, _, name_length = self._EVENT.unpack_from(data, offset)
+                count += bool(mask & self._IN_CLOSE_WRITE)
+                offset += self._EVENT.size + name_length
+
+    def close(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
 class PtyPort:
     """The token on a pseudo-terminal: clients open ``path`` (``/dev/pts/N``) or ``link``.
 
@@ -200,9 +260,9 @@ class PtyPort:
     untouched), and the port keeps its own descriptor of the slave side open
     for its whole life, so a client that disconnects never makes reads fail
     with EIO. Replies nobody reads wait in the kernel's buffer and then in
-    the port's :class:`ClientLink`; after :data:`OUTPUT_STALL_S` without
-    progress they, and the requests still queued, are discarded (see the
-    module doc).
+    the port's :class:`ClientLink`. When a client that left them closes the
+    port, or after :data:`OUTPUT_STALL_S` without progress, they and the
+    requests still queued are discarded (see the module doc).
     """
 
     def __init__(
@@ -215,8 +275,12 @@ class PtyPort:
             tty.setraw(fd, termios.TCSANOW)
         os.set_blocking(self._master, False)
         self.channel = ClientLink(self._master, controller, monotonic)
+        #: Clients forgotten: stalled for OUTPUT_STALL_S, gone with replies unread, or gone at a failed write.
         self.clients_stalled = 0
+        self.clients_left_unread = 0
+        self.write_failures = 0
         self.path = os.ttyname(self._slave)
+        self._close_watch = _CloseWatch(self.path)
         self.link = Path(link) if link is not None else None
         if self.link is not None:
             self._make_link(self.link)
@@ -233,23 +297,35 @@ class PtyPort:
         os.replace(tmp, link)
 
     def fds(self) -> list[int]:
-        """The master side, unless requests or replies wait (a client stalled for too long is forgotten here)."""
-        if self.channel.closed or self.channel.stalled_for() >= OUTPUT_STALL_S:
+        """The master side unless requests or replies wait, and the close watch (stalled clients forgotten here)."""
+        if self.channel.closed:
+            self.write_failures += 1
             self._forget_client()
-        return [self._master] if self.channel.wants_input else []
+        elif self.channel.stalled_for() >= OUTPUT_STALL_S:
+            self.clients_stalled += 1
+            self._forget_client()
+        fds = [self._master] if self.channel.wants_input else []
+        if self._close_watch.fd is not None:
+            fds.append(self._close_watch.fd)
+        return fds
 
     def write_fds(self) -> list[int]:
         return [self._master] if self.channel.wants_output else []
 
     def on_readable(self, fd: int) -> None:
+        if fd == self._close_watch.fd:
+            if self._close_watch.closes() and not self.channel.wants_input:
+                self.clients_left_unread += 1  # a writer closed the port with the line clogged: it is gone
+                self._forget_client()
+            return
         try:
             data = os.read(self._master, READ_CHUNK)
-        except BlockingIOError:
+        except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
-            if exc.errno == errno.EIO:
-                return
-            raise
+            if exc.errno != errno.EIO:
+                _LOG.warning("reading %s failed: %s", self.path, exc.strerror)
+            return
         if data:
             self.channel.receive(data)
 
@@ -258,7 +334,7 @@ class PtyPort:
 
     def _forget_client(self) -> None:
         """Discard the gone client's unread replies and unanswered requests, in the link and in the kernel."""
-        self.clients_stalled += 1
+        _LOG.info("%s: a client left replies unread; its queued requests and replies were discarded", self.path)
         self.channel.discard()
         self.channel.closed = False
         for fd in (self._master, self._slave):  # requests queued for us; replies queued for the client
@@ -271,6 +347,7 @@ class PtyPort:
             with contextlib.suppress(OSError):
                 if self.link.is_symlink() and os.readlink(self.link) == self.path:
                     self.link.unlink()
+        self._close_watch.close()
         for fd in (self._master, self._slave):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -324,6 +401,7 @@ class TcpPort:
         self.host, self.port = self._listener.getsockname()[:2]
         self._client: socket.socket | None = None
         self._channel: ClientLink | None = None
+        self._accept_paused_until = 0.0
         self.clients_served = 0
         self.clients_stalled = 0
         shown = f"[{self.host}]" if family == socket.AF_INET6 else self.host
@@ -339,7 +417,7 @@ class TcpPort:
         if self._channel is not None and self._channel.stalled_for() >= OUTPUT_STALL_S:
             self.clients_stalled += 1
             self._drop_client()
-        fds = [self._listener.fileno()]
+        fds = [self._listener.fileno()] if self._monotonic() >= self._accept_paused_until else []
         if self._channel is not None and self._channel.wants_input:
             fds.append(self._channel.fd)
         fds.extend(self._refused)
@@ -365,7 +443,11 @@ class TcpPort:
     def _accept(self) -> None:
         try:
             conn, _ = self._listener.accept()
-        except BlockingIOError:
+        except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+            return
+        except OSError as exc:  # EMFILE, ENFILE, ENOBUFS: the connection waits; so does the listener, briefly
+            _LOG.warning("accepting a connection on %s failed: %s", self.url, exc.strerror)
+            self._accept_paused_until = self._monotonic() + ACCEPT_PAUSE_S
             return
         conn.setblocking(False)
         if self._client is not None:
