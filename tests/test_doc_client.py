@@ -11,14 +11,12 @@ import binascii
 import os
 import select
 import struct
-import subprocess
-import sys
 import termios
 import time
 import tty
 from pathlib import Path
 
-from tests.test_serve import SEED_HEX, start_serve
+from tests.test_serve import SEED_HEX, make_hotp_token, start_serve
 from vtoken.oath import hotp
 
 VERSION = 0x01
@@ -88,17 +86,16 @@ def texts(payload: bytes, count: int) -> tuple[list[str], bytes]:
     return out, payload
 
 
+def _open_pty(path: str) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    tty.setraw(fd, termios.TCSANOW)
+    return fd
+
+
 def test_a_client_from_the_document_alone(tmp_path: Path) -> None:
-    state = tmp_path / "fob.token"
-    subprocess.run(
-        [sys.executable, "-m", "host.cli.main", "token", "new", "--state", str(state), "--model", "hotp",
-         "--secret", SEED_HEX, "--serial", "1000000005", "--at", "2026-01-01T00:00:00Z"],
-        check=True, capture_output=True,
-    )
-    served = start_serve(state, "--sim")
-    fd = os.open(served.lines["pty"], os.O_RDWR | os.O_NOCTTY)
+    served = start_serve(make_hotp_token(tmp_path), "--sim")
+    fd = _open_pty(served.lines["pty"])
     try:
-        tty.setraw(fd, termios.TCSANOW)
         os.write(fd, request(0x0101, INFO))
         seq, command, status, payload = read_response(fd)
         assert (seq, command, status) == (0x0101, INFO, STATUS_OK)
@@ -121,25 +118,9 @@ HELLO = 0x07
 STATUS_BUSY = 0x0C
 
 
-def _hotp_token(tmp_path: Path) -> Path:
-    state = tmp_path / "fob.token"
-    subprocess.run(
-        [sys.executable, "-m", "host.cli.main", "token", "new", "--state", str(state), "--model", "hotp",
-         "--secret", SEED_HEX, "--serial", "1000000005", "--at", "2026-01-01T00:00:00Z"],
-        check=True, capture_output=True,
-    )
-    return state
-
-
-def _open_pty(path: str) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-    tty.setraw(fd, termios.TCSANOW)
-    return fd
-
-
 def test_sessions_start_with_hello_as_the_document_says(tmp_path: Path) -> None:
     """Section "Sessions": session 2 repeats session 1's last PRESS (seq and bytes) after HELLO, and it presses."""
-    served = start_serve(_hotp_token(tmp_path), "--sim")
+    served = start_serve(make_hotp_token(tmp_path), "--sim")
     codes = []
     try:
         for session in range(2):
@@ -165,7 +146,7 @@ def test_sessions_start_with_hello_as_the_document_says(tmp_path: Path) -> None:
 def test_a_second_tcp_client_gets_busy_as_the_document_says(tmp_path: Path) -> None:
     import socket
 
-    served = start_serve(_hotp_token(tmp_path), "--sim", "--no-pty", "--tcp", "127.0.0.1:0")
+    served = start_serve(make_hotp_token(tmp_path), "--sim", "--no-pty", "--tcp", "127.0.0.1:0")
     host, port = served.lines["tcp"].removeprefix("socket://").rsplit(":", 1)
     try:
         with socket.create_connection((host, int(port)), timeout=TIMEOUT_S) as first:

@@ -22,6 +22,7 @@ import pskc
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.mutation import mutate, mutations
 from validator.importbase import QUOTE_SERIAL_MAX
 from validator.importer import FORMATS, ImportOptions, import_data
 from validator.memstore import MemoryStore
@@ -158,31 +159,7 @@ def attempt(data: bytes, fmt: str, options: ImportOptions) -> None:
 
 # --- mutations ------------------------------------------------------------------------------------------
 
-_U8 = st.integers(0, 255)
-_BYTE_MUTATIONS = st.lists(
-    st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "truncate", "repeat"]), st.integers(0, 100_000), _U8),
-    min_size=1,
-    max_size=4,
-)
-
-
-def mutate_bytes(data: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
-    out = bytearray(data)
-    for kind, where, value in mutations:
-        at = where % (len(out) + 1)
-        if kind == "flip" and out:
-            out[at % len(out)] ^= 1 << (value % 8)
-        elif kind == "set" and out:
-            out[at % len(out)] = value
-        elif kind == "insert":
-            out.insert(at, value)
-        elif kind == "delete" and out:
-            del out[at % len(out)]
-        elif kind == "truncate":
-            del out[at:]
-        elif kind == "repeat":
-            out[at:at] = out[at : at + value % 64]
-    return bytes(out)
+_BYTE_MUTATIONS = mutations(100_000)
 
 
 _XML_TEXT = re.compile(r">([^<>]+)<")
@@ -261,7 +238,7 @@ def test_byte_mutations_import_or_fail_cleanly(template: tuple[str, str, ImportO
     fmt = own_format if fmt == "auto" else fmt
     if fmt != "pskc":
         options = ImportOptions()  # CSV and otpauth files take no key
-    attempt(mutate_bytes(text.encode(), mutations), fmt, options)
+    attempt(mutate(text.encode(), mutations), fmt, options)
 
 
 @FUZZ

@@ -59,15 +59,20 @@ def start_serve(state: Path, *args: str) -> Served:
     raise AssertionError("vtoken serve did not start")
 
 
-@pytest.fixture
-def hotp_state(tmp_path: Path) -> Path:
-    state = tmp_path / "fob.token"
+def make_hotp_token(folder: Path) -> Path:
+    """``folder/fob.token``: HOTP, the RFC 4226 seed, serial 1000000005, made by the CLI as a user would."""
+    state = folder / "fob.token"
     subprocess.run(
         [sys.executable, "-m", "host.cli.main", "token", "new", "--state", str(state), "--model", "hotp",
          "--secret", SEED_HEX, "--serial", "1000000005", "--at", "2026-01-01T00:00:00Z"],
         check=True, capture_output=True,
     )
     return state
+
+
+@pytest.fixture
+def hotp_state(tmp_path: Path) -> Path:
+    return make_hotp_token(tmp_path)
 
 
 def exchange(port: serial.Serial, request: bytes, reader: wire.FrameReader | None = None) -> wire.Response:

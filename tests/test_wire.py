@@ -11,6 +11,7 @@ from construct import ConstructError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tests.mutation import mutate, mutations
 from vtoken import wire
 from vtoken.errors import FrameError, InvalidInputError, NakError, ProtocolError
 from vtoken.oath import Algorithm, TokenKind
@@ -553,28 +554,7 @@ def test_decoding_random_bytes_raises_only_frame_errors(data: bytes) -> None:
             assert isinstance(exc.reason, Status) and exc.reason is not Status.OK
 
 
-_MUTATIONS = st.lists(
-    st.tuples(st.sampled_from(["flip", "set", "insert", "delete", "truncate"]), st.integers(0, 10_000), _U8),
-    min_size=1,
-    max_size=4,
-)
-
-
-def mutate(data: bytes, mutations: list[tuple[str, int, int]]) -> bytes:
-    out = bytearray(data)
-    for kind, where, value in mutations:
-        at = where % (len(out) + 1)
-        if kind == "flip" and out:
-            out[at % len(out)] ^= 1 << (value % 8)
-        elif kind == "set" and out:
-            out[at % len(out)] = value
-        elif kind == "insert":
-            out.insert(at, value)
-        elif kind == "delete" and out:
-            del out[at % len(out)]
-        elif kind == "truncate":
-            del out[at:]
-    return bytes(out)
+_MUTATIONS = mutations(10_000)
 
 
 @FUZZ
