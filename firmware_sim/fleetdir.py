@@ -45,7 +45,6 @@ import errno
 import fcntl
 import hashlib
 import json
-import multiprocessing
 import os
 import re
 import shutil
@@ -55,7 +54,7 @@ import zlib
 from collections.abc import Callable, Iterable
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from firmware_sim.fleet import (
     FleetSpec,
@@ -80,6 +79,9 @@ from firmware_sim.token import Token
 from vtoken.clock import Clock
 from vtoken.errors import CorruptStateError, InvalidInputError, StorageError, VTokenError
 from vtoken.safefile import create_private, open_new_private
+
+if TYPE_CHECKING:
+    import multiprocessing.process
 
 PSKC_FILENAME = "tokens.pskc"
 #: Without syncfs: threads that fsync the files (concurrent fsyncs share journal commits), files per task.
@@ -428,6 +430,8 @@ class _PskcJob:
         self._conn: Any = None
         self._done = False
         if spec.count >= PARALLEL_PSKC_MIN and _can_fork():
+            import multiprocessing  # here, not at the top: every vtoken command imports this module
+
             context = multiprocessing.get_context("fork")
             self._conn, child_conn = context.Pipe(duplex=False)
             self._process = context.Process(
@@ -476,6 +480,8 @@ class _PskcJob:
 
 def _can_fork() -> bool:
     """Fork is available and safe: a POSIX system, and no other thread that could hold a lock."""
+    import multiprocessing  # (see _PskcJob)
+
     return "fork" in multiprocessing.get_all_start_methods() and threading.active_count() == 1
 
 

@@ -91,6 +91,11 @@ CODE_PEPPER_BYTES = 32
 #: First field of the HMAC'd message, so one pepper keys each kind of code without crossing over.
 ACTIVATION_HASH_DOMAIN = b"activation"
 PHONE_OTP_HASH_DOMAIN = b"phone"
+#: What to tell the user when a code's master key is not loaded, by hash domain.
+_CODE_REMEDIES = {
+    ACTIVATION_HASH_DOMAIN: "have the user book a new video session",
+    PHONE_OTP_HASH_DOMAIN: "have the user ask for a new code",
+}
 PHONE_OTP_DIGITS = 6
 PHONE_OTP_TTL_NS = 5 * 60 * NS_PER_SECOND
 PHONE_OTP_MAX_ATTEMPTS = 3
@@ -127,6 +132,14 @@ class SignIn:
 
 def _refuse(code: str, message: str) -> PortalError:
     return PortalError(code, message)
+
+
+def _typed_serial(text: str) -> str:
+    """A serial a person typed, normalized; a malformed one is a refusal (``serial-malformed``), not an error."""
+    try:
+        return normalize(text)
+    except InvalidSerialError as exc:
+        raise _refuse("serial-malformed", str(exc)) from None
 
 
 def _same_name(a: str, b: str) -> bool:
@@ -184,15 +197,17 @@ class PortalService:
             pepper = self._peppers[key_id] = SecretBytes(hkdf.derive(bytes.fromhex(key.to_hex())))
         return pepper
 
+    def _code_hash(self, domain: bytes, key_id: str, ident: str, code: str) -> str:
+        """HMAC-SHA256 under master key ``key_id``'s pepper of (``domain``, record ``ident``, ``code``)."""
+        remedy = _CODE_REMEDIES[domain]
+        message = b"\0".join((domain, ident.encode(), code.encode()))
+        return hmac.new(self._code_pepper(key_id, remedy), message, hashlib.sha256).hexdigest()
+
     def _activation_hash(self, key_id: str, credential_id: str, code: str) -> str:
-        pepper = self._code_pepper(key_id, "have the user book a new video session")
-        message = b"\0".join((ACTIVATION_HASH_DOMAIN, credential_id.encode(), code.encode()))
-        return hmac.new(pepper, message, hashlib.sha256).hexdigest()
+        return self._code_hash(ACTIVATION_HASH_DOMAIN, key_id, credential_id, code)
 
     def _phone_otp_hash(self, key_id: str, otp_id: str, code: str) -> str:
-        pepper = self._code_pepper(key_id, "have the user ask for a new code")
-        message = b"\0".join((PHONE_OTP_HASH_DOMAIN, otp_id.encode(), code.encode()))
-        return hmac.new(pepper, message, hashlib.sha256).hexdigest()
+        return self._code_hash(PHONE_OTP_HASH_DOMAIN, key_id, otp_id, code)
 
     def _account(self, account_id: str) -> Account:
         account = self.store.get("account", account_id)
@@ -301,7 +316,7 @@ class PortalService:
     def ship(self, order_id: str, serial: str) -> Order:
         """The warehouse ships token ``serial`` for the order."""
         now = self._now()
-        serial = normalize(serial)
+        serial = _typed_serial(serial)
         if self.validator.store.get(serial) is None:
             raise _refuse("unknown-serial", f"token {serial} is not in the validator's store")
         with self.store.transaction():
@@ -593,10 +608,7 @@ class PortalService:
             raise _refuse("not-activated", "enter the activation code from your video session first")
         if credential.state is not CredentialState.ACTIVATED:
             raise _refuse("not-activated", f"nothing to register (the credential is {credential.state.value})")
-        try:
-            serial = normalize(serial_text)
-        except InvalidSerialError as exc:
-            raise _refuse("serial-malformed", str(exc)) from None
+        serial = _typed_serial(serial_text)
         if serial != credential.serial:
             if len(serial) == 10 and not has_valid_check_digit(serial):
                 raise _refuse("serial-mistyped", f"serial number {serial} is probably mistyped: check the back of the token")

@@ -234,9 +234,8 @@ def read_otpauth_data(text: str, name: str) -> Reading:
         where = where + serial_tag(serial)
         seed = check_seed(bytes(key.secret), name, where)
         params = TokenParams(
-            serial=serial, kind=TokenKind(key.kind), algorithm=key.algorithm, digits=key.digits,
-            period=key.period if key.kind == TokenKind.TOTP else DEFAULT_PERIOD,
-            counter=key.counter if key.kind == TokenKind.HOTP else 0, has_check_digit=has_check_digit,
+            serial=serial, kind=key.kind, algorithm=key.algorithm, digits=key.digits, period=key.period,
+            counter=key.counter, has_check_digit=has_check_digit,  # parse_uri gives the kind's defaults
         )
         found.append(((params, seed), where))
     if not found:

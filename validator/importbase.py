@@ -100,15 +100,6 @@ QUOTE_SERIAL_MAX = 16
 
 #: Every spelling of the three hashes that producers write (compared lower-case, ``-``, ``_`` and
 #: spaces removed): ``SHA-256``, ``HMAC-SHA256``, ``sha256``, privacyIDEA's ``hashalgo="sha256"``.
-_HASH_SPELLINGS = {
-    "sha1": Algorithm.SHA1,
-    "hmacsha1": Algorithm.SHA1,
-    "sha256": Algorithm.SHA256,
-    "hmacsha256": Algorithm.SHA256,
-    "sha512": Algorithm.SHA512,
-    "hmacsha512": Algorithm.SHA512,
-}
-
 ImportedToken = tuple[TokenParams, SecretBytes]
 
 
@@ -184,14 +175,11 @@ def _read_regular_file(path: Path, display: str) -> bytes:
 
 def hash_name(text: str, name: str, where: str, what: str) -> Algorithm:
     """The hash a producer's spelling names; an unknown spelling is an error, never a silent SHA-1."""
-    key = text.strip().lower().replace("-", "").replace("_", "").replace(" ", "")
-    algorithm = _HASH_SPELLINGS.get(key)
-    if algorithm is None:
-        try:
-            return parse_algorithm(text)
-        except InvalidInputError:
-            fail(name, where, f"{what} {quote_field(text)} is not a hash vtoken knows; use SHA1, SHA256 or SHA512")
-    return algorithm
+    key = text.strip().lower().replace("-", "").replace("_", "").replace(" ", "").removeprefix("hmac")
+    try:
+        return parse_algorithm(key)  # SHA-1, sha_256, "HMAC-SHA512", hmacsha1, ...
+    except InvalidInputError:
+        fail(name, where, f"{what} {quote_field(text)} is not a hash vtoken knows; use SHA1, SHA256 or SHA512")
 
 
 def check_serial_text(text: object, name: str, where: str, label: str) -> tuple[str, bool]:

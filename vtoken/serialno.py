@@ -39,7 +39,6 @@ __all__ = [
     "GROUP_SEPARATOR",
     "MAX_PAYLOAD",
     "MAX_SERIAL_LENGTH",
-    "MIN_SERIAL_LENGTH",
     "PAYLOAD_LENGTH",
     "SERIAL_LENGTH",
     "check_serial",
@@ -57,8 +56,6 @@ PAYLOAD_LENGTH = 9
 SERIAL_LENGTH = PAYLOAD_LENGTH + 1
 #: Largest payload :func:`make_serial` accepts.
 MAX_PAYLOAD = 10**PAYLOAD_LENGTH - 1
-#: Shortest serial :func:`normalize` accepts (any vendor).
-MIN_SERIAL_LENGTH = 1
 #: Longest serial :func:`normalize` accepts (any vendor), in characters after normalizing.
 MAX_SERIAL_LENGTH = 64
 #: Digits per group in :func:`format_serial`.

@@ -846,11 +846,7 @@ class Response:
         Only these NAKs call for resending the same bytes; every other NAK is
         the answer, whatever its seq.
         """
-        if self.ok:
-            return False
-        if self.status is Status.BAD_LENGTH:
-            return self.command is None
-        return self.status.is_transmission_error
+        return self.status.is_frame_error and (self.status is not Status.BAD_LENGTH or self.command is None)
 
     def raise_for_status(self) -> None:
         """Raise :class:`~vtoken.errors.NakError` (``code`` = the :class:`Status`) for a NAK."""

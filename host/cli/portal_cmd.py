@@ -34,8 +34,7 @@ from portal.service import ACTIVATION_CODE_TTL_NS, PHONE_OTP_TTL_NS, PortalServi
 from portal.store import PortalStore
 from validator.service import Validator
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
-from vtoken.errors import InvalidSerialError, PortalError
-from vtoken.serialno import normalize
+from vtoken.errors import PortalError
 
 PRODUCTS = {"token": Product.TOKEN, "token-proofed": Product.TOKEN_PROOFED}
 PAYMENTS = {method.value: method for method in PaymentMethod}
@@ -45,8 +44,6 @@ DEFAULT_VIDEO_FAIL_REASON = "the ID document could not be verified"
 HASH_SUFFIX = "_hash"
 #: The ISO text of a ``*_ns`` time whose plain name is taken by another field: ``<name>_at``.
 AT_SUFFIX = "_at"
-#: The refusal of a serial that is not a serial at all (as 'register' refuses one).
-SERIAL_MALFORMED = "serial-malformed"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -59,14 +56,6 @@ product_option = click.option(
 def _ident(text: str) -> str:
     """Ids (ACC-1, SO-12345, PRF-2) as printed, whatever the case typed."""
     return text.strip().upper()
-
-
-def _serial(text: str) -> str:
-    """A serial typed for a shipment; a malformed one is a refusal (exit 1), as in 'register'."""
-    try:
-        return normalize(text)
-    except InvalidSerialError as exc:
-        raise PortalError(SERIAL_MALFORMED, str(exc)) from None
 
 
 def record_json(record: Any) -> dict[str, Any]:
@@ -320,7 +309,7 @@ def order_pay(pc: PortalContext, order_id: str, at: str | None, as_json: bool) -
 def order_ship(pc: PortalContext, order_id: str, serial: str, at: str | None, as_json: bool) -> None:
     """The warehouse ships token SERIAL (imported into the validator) for the order."""
     with pc.service(at) as svc:
-        shipped = svc.ship(order_id, _serial(serial))
+        shipped = svc.ship(order_id, serial)
     if as_json:
         echo_json({"ok": True, "order": record_json(shipped)})
         return
@@ -351,7 +340,7 @@ def order_deliver(pc: PortalContext, order_id: str, at: str | None, as_json: boo
 def order_ship_replacement(pc: PortalContext, order_id: str, serial: str, at: str | None, as_json: bool) -> None:
     """Ship and deliver token SERIAL for a replacement order ('vtoken portal replace'); register it next."""
     with pc.service(at) as svc:
-        shipped = svc.ship_replacement(order_id, _serial(serial))
+        shipped = svc.ship_replacement(order_id, serial)
     if as_json:
         echo_json({"ok": True, "order": record_json(shipped)})
         return

@@ -8,7 +8,7 @@ Two targets, one behaviour:
   of docs/protocol.md; a production token (served without ``--sim``) refuses
   them (NOT_ALLOWED), reported as such, exit 1.
 * ``--state FILE``: a token file nobody serves. It is loaded under its lock
-  (:func:`firmware_sim.statefile.open_token`, not waiting), driven through the same device
+  (:func:`firmware_sim.statefile.locked`, not waiting), read once, driven through the same device
   handler in process, with a simulated clock resuming at the file's saved time
   (exactly as ``vtoken serve --sim`` would), and saved back. A file being served
   is refused: "device busy: ...; use --port".
@@ -31,7 +31,7 @@ import click
 
 from firmware_sim.device import DeviceController
 from firmware_sim.rtc import MAX_ABS_PPM_25, MAX_CELSIUS, MIN_CELSIUS
-from firmware_sim.statefile import TokenBusyError, open_token, saved_time_ns
+from firmware_sim.statefile import TokenBusyError, locked, read_token_data, save_token, token_from_dict
 from host.cli.device_cmd import port_options
 from host.cli.exits import exit_refused_json
 from host.cli.jsonout import echo_json, json_option
@@ -139,13 +139,15 @@ def target_options(func: _F) -> _F:
 @contextlib.contextmanager
 def _file_session(path: str) -> Iterator[TokenClient]:
     """A client wired to the token in ``path``, in process; the file is saved if all went well."""
-    clock = SimulatedClock()
     try:
-        with open_token(path, clock, wait=False, holder=LOCK_HOLDER) as token:
-            clock.set(saved_time_ns(path))  # resume where the file stopped, as 'vtoken serve --sim' does
+        with locked(path, wait=False, holder=LOCK_HOLDER):
+            data = read_token_data(path)  # read once; shape and checksum verified before any field is used
+            clock = SimulatedClock(data["saved_at_ns"])  # resume where the file stopped, as 'vtoken serve --sim' does
+            token = token_from_dict(data, clock, source=f"token file {path}")
             client = TokenClient(LoopbackConnection(DeviceController(token, sim_control=True), url=path))
             client.hello()
             yield client
+            save_token(token, path)
     except TokenBusyError:  # only taking the lock raises it: 'vtoken serve' holds it for as long as it runs
         raise TokenBusyError(SERVED_MESSAGE) from None
 

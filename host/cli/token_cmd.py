@@ -40,7 +40,7 @@ from host.cli.options import (
 from host.timearg import format_time_ns, time_fields
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
 from vtoken.errors import InvalidInputError, StorageError
-from vtoken.serialno import check_serial, make_serial
+from vtoken.serialno import make_serial
 
 SERIAL_PAYLOAD_LIMIT = 10**9
 
@@ -98,7 +98,7 @@ def new(
     if serial is None:
         serial = make_serial(int.from_bytes(os.urandom(8), "big") % SERIAL_PAYLOAD_LIMIT)
     else:
-        serial = check_serial(check_serial_option(serial, force_serial), require_check_digit=False)
+        serial = check_serial_option(serial, force_serial)
     clock = SimulatedClock(time_or_now(at))
     physics = Physics(
         ppm=exact_number(ppm, "--ppm"),
