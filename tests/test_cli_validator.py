@@ -511,6 +511,12 @@ def test_import_of_vendor_files_with_their_options(cli: Cli, tmp_path: Path) -> 
     assert "imported 1 token from" in ok(*cli.v("import", uris)).output
     clean_error(*cli.v("import", mixed, "--certificate", tmp_path / "missing.pem"), words="--certificate", code=2)
     clean_error(*cli.v("import", mixed, "--certificate", mixed, "--ignore-signature"), words="not both", code=2)
+    fifo = tmp_path / "cert.fifo"
+    os.mkfifo(fifo)  # with no writer: opening it for reading would wait for ever
+    clean_error(*cli.v("import", mixed, "--certificate", fifo), words="--certificate", code=2)
+    huge = tmp_path / "huge.pem"
+    huge.write_bytes(b"-----BEGIN CERTIFICATE-----\n" + b"A" * (300 * 1024))
+    clean_error(*cli.v("import", mixed, "--certificate", huge), words="not a PEM certificate", code=2)
 
 
 # --- --at now, plurals (issue 14) ----------------------------------------------------------------------

@@ -34,6 +34,7 @@ from validator.service import Result, TokenStatus, Validator
 from validator.store import SQLiteStore, TokenStore, describe_db, is_postgres_url
 from vtoken.clock import NS_PER_SECOND, SimulatedClock
 from vtoken.errors import InvalidInputError, MasterKeyError, StorageError
+from vtoken.safefile import FileTooLargeError, read_regular_file
 
 DB_ENV = "VTOKEN_DB"
 DEFAULT_DB = "vtoken.db"
@@ -223,11 +224,12 @@ MAX_CERTIFICATE_BYTES = 256 * 1024
 
 def _read_certificate(path: str) -> str:
     try:
-        with open(path, "rb") as handle:
-            data = handle.read(MAX_CERTIFICATE_BYTES + 1)
+        data = read_regular_file(path, MAX_CERTIFICATE_BYTES)  # a FIFO or device is refused, never waited on
+    except FileTooLargeError:
+        data = b""  # far larger than any certificate: not one
     except OSError as exc:
         raise InvalidInputError(f"--certificate {path}: {exc.strerror or exc}") from None
-    if len(data) > MAX_CERTIFICATE_BYTES or b"-----BEGIN CERTIFICATE-----" not in data:
+    if b"-----BEGIN CERTIFICATE-----" not in data:
         raise InvalidInputError(f"--certificate {path}: not a PEM certificate")
     return data.decode("ascii", "replace")
 
